@@ -1,0 +1,206 @@
+// Presets, knob names and the validation shared by every entry point.
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+
+#include "detail.h"
+#include "vicreg/options.h"
+
+namespace vicreg {
+
+VICRegLossOptions VICRegLossOptions::reference() { return VICRegLossOptions(); }
+
+VICRegLossOptions VICRegLossOptions::paper() {
+  return VICRegLossOptions()
+      .invariance(InvarianceNorm::SampleMean)
+      .variance_views(ViewReduction::Sum);
+}
+
+VICRegLossOptions VICRegLossOptions::article() {
+  return VICRegLossOptions()
+      .invariance(InvarianceNorm::SampleMean)
+      .variance_form(VarianceForm::Var)
+      .variance_views(ViewReduction::Sum);
+}
+
+VICRegLossOptions VICRegLossOptions::preset(const std::string& convention) {
+  if (convention == "reference") return reference();
+  if (convention == "paper") return paper();
+  if (convention == "article") return article();
+  TORCH_CHECK(false, "vicreg: unknown convention '", convention,
+              "'; expected one of \"reference\", \"paper\", \"article\"");
+}
+
+static bool same_knobs(const VICRegLossOptions& a, const VICRegLossOptions& b) {
+  return a.invariance() == b.invariance() && a.variance_form() == b.variance_form() &&
+         a.variance_views() == b.variance_views() && a.covariance_norm() == b.covariance_norm();
+}
+
+std::string convention_name(const VICRegLossOptions& o) {
+  for (const char* name : {"reference", "paper", "article"}) {
+    if (same_knobs(o, VICRegLossOptions::preset(name))) return name;
+  }
+  return "custom";
+}
+
+namespace detail {
+
+const char* to_string(InvarianceNorm v) {
+  return v == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
+}
+const char* to_string(VarianceForm v) { return v == VarianceForm::Std ? "std" : "var"; }
+const char* to_string(ViewReduction v) { return v == ViewReduction::Mean ? "mean" : "sum"; }
+const char* to_string(CovarianceNorm v) {
+  return v == CovarianceNorm::Unbiased ? "unbiased" : "biased";
+}
+
+InvarianceNorm parse_invariance(const std::string& s) {
+  if (s == "element_mean") return InvarianceNorm::ElementMean;
+  if (s == "sample_mean") return InvarianceNorm::SampleMean;
+  TORCH_CHECK(false, "vicreg: unknown invariance '", s,
+              "'; expected \"element_mean\" or \"sample_mean\"");
+}
+VarianceForm parse_variance_form(const std::string& s) {
+  if (s == "std") return VarianceForm::Std;
+  if (s == "var") return VarianceForm::Var;
+  TORCH_CHECK(false, "vicreg: unknown variance_form '", s, "'; expected \"std\" or \"var\"");
+}
+ViewReduction parse_view_reduction(const std::string& s) {
+  if (s == "mean") return ViewReduction::Mean;
+  if (s == "sum") return ViewReduction::Sum;
+  TORCH_CHECK(false, "vicreg: unknown variance_views '", s, "'; expected \"mean\" or \"sum\"");
+}
+CovarianceNorm parse_covariance_norm(const std::string& s) {
+  if (s == "unbiased") return CovarianceNorm::Unbiased;
+  if (s == "biased") return CovarianceNorm::Biased;
+  TORCH_CHECK(false, "vicreg: unknown covariance_norm '", s,
+              "'; expected \"unbiased\" or \"biased\"");
+}
+
+void check_coefficients(const char* fn, double a, const char* a_name, double b,
+                        const char* b_name, double c, const char* c_name) {
+  const std::pair<double, const char*> coeffs[] = {{a, a_name}, {b, b_name}, {c, c_name}};
+  for (const auto& [value, name] : coeffs) {
+    if (name == nullptr) continue;
+    TORCH_CHECK(std::isfinite(value) && value >= 0, fn, ": ", name,
+                " must be a finite number >= 0, got ", value);
+  }
+}
+
+void check_gamma_eps(const char* fn, double gamma, double eps) {
+  TORCH_CHECK(std::isfinite(gamma) && gamma > 0, fn, ": gamma must be a finite number > 0, got ",
+              gamma);
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps must be a finite number >= 0, got ",
+              eps);
+}
+
+void check_loss_options(const char* fn, const VICRegLossOptions& o) {
+  check_coefficients(fn, o.inv_coeff(), "inv_coeff", o.var_coeff(), "var_coeff", o.cov_coeff(),
+                     "cov_coeff");
+  check_gamma_eps(fn, o.gamma(), o.eps());
+}
+
+void check_views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b) {
+  TORCH_CHECK(z_a.defined() && z_b.defined(), fn, ": expected two defined tensors");
+  TORCH_CHECK(z_a.device() == z_b.device(), fn,
+              ": z_a and z_b must be on the same device, got ", z_a.device(), " and ",
+              z_b.device());
+  TORCH_CHECK(z_a.layout() == at::kStrided && z_b.layout() == at::kStrided, fn,
+              ": expected dense (strided) tensors, got layouts ", z_a.layout(), " and ",
+              z_b.layout());
+  TORCH_CHECK(at::isFloatingType(z_a.scalar_type()), fn,
+              ": expected a floating-point dtype (float32, float64, float16, bfloat16), got ",
+              z_a.scalar_type());
+  TORCH_CHECK(z_a.scalar_type() == z_b.scalar_type(), fn,
+              ": z_a and z_b must have the same dtype, got ", z_a.scalar_type(), " and ",
+              z_b.scalar_type());
+  TORCH_CHECK(z_a.dim() >= 2, fn,
+              ": expected embeddings of shape [n, d] or [n, P..., d] (at least 2 dims), got ",
+              z_a.dim(), " dim(s) with shape ", z_a.sizes());
+  TORCH_CHECK(z_a.sizes() == z_b.sizes(), fn,
+              ": z_a and z_b must have the same shape, got ", z_a.sizes(), " and ", z_b.sizes());
+  TORCH_CHECK(z_a.size(0) >= 2, fn,
+              ": need at least 2 samples (n >= 2) to estimate a variance, got n = ", z_a.size(0),
+              " (shape ", z_a.sizes(), ")");
+  TORCH_CHECK(z_a.numel() > 0, fn, ": got an empty tensor of shape ", z_a.sizes());
+}
+
+void check_vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim) {
+  TORCH_CHECK(x.defined(), fn, ": expected a defined tensor");
+  TORCH_CHECK(x.layout() == at::kStrided, fn, ": expected a dense (strided) tensor, got layout ",
+              x.layout());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), fn,
+              ": expected a floating-point dtype (float32, float64, float16, bfloat16), got ",
+              x.scalar_type());
+  TORCH_CHECK(x.dim() >= 2, fn, ": expected at least 2 dims (samples and channels), got shape ",
+              x.sizes());
+  TORCH_CHECK(channel_dim >= -x.dim() && channel_dim < x.dim(), fn, ": channel_dim ",
+              channel_dim, " is out of range for a tensor of ", x.dim(), " dims (shape ",
+              x.sizes(), ")");
+  TORCH_CHECK(x.numel() > 0, fn, ": got an empty tensor of shape ", x.sizes());
+  const int64_t c = x.size(channel_dim);
+  TORCH_CHECK(x.numel() / c >= 2, fn,
+              ": need at least 2 samples (all dims but the channel dim) to estimate a variance, "
+              "got shape ",
+              x.sizes(), " with channel_dim ", channel_dim);
+}
+
+void check_finite_input(const char* fn, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(at::isfinite(t).all().item<bool>(), fn, ": ", name,
+              " contains NaN or Inf (check_finite is on)");
+}
+
+void check_finite_result(const char* fn, const at::Tensor& loss) {
+  TORCH_CHECK(at::isfinite(loss).all().item<bool>(), fn,
+              ": the loss is not finite (NaN or Inf) although the inputs are; the embeddings' "
+              "covariance overflows the compute dtype (check_finite is on)");
+}
+
+at::Tensor to_compute_dtype(const at::Tensor& z) {
+  const auto t = z.scalar_type();
+  return (t == at::kHalf || t == at::kBFloat16) ? z.to(at::kFloat) : z;
+}
+
+at::Tensor as_positions(const at::Tensor& z) {
+  const int64_t n = z.size(0), d = z.size(-1);
+  if (z.dim() == 2) return z.unsqueeze(0);
+  return z.reshape({n, -1, d}).transpose(0, 1);
+}
+
+at::Tensor from_positions(const at::Tensor& g, const at::Tensor& like) {
+  if (like.dim() == 2) return g.squeeze(0);
+  return g.transpose(0, 1).reshape(like.sizes());
+}
+
+at::Tensor as_samples_by_channels(const at::Tensor& x, int64_t channel_dim) {
+  const int64_t c = x.size(channel_dim);
+  return x.movedim(channel_dim, -1).reshape({-1, c});
+}
+
+int64_t pack_config(const VICRegLossOptions& o) {
+  return (o.invariance() == InvarianceNorm::SampleMean ? 1 : 0) |
+         (o.variance_form() == VarianceForm::Var ? 2 : 0) |
+         (o.variance_views() == ViewReduction::Sum ? 4 : 0) |
+         (o.covariance_norm() == CovarianceNorm::Biased ? 8 : 0);
+}
+
+VICRegLossOptions unpack_config(int64_t config, double inv_coeff, double var_coeff,
+                                double cov_coeff, double gamma, double eps) {
+  TORCH_CHECK(config >= 0 && config < 16, "vicreg: invalid internal config ", config,
+              " (bit flags 0..15)");
+  return VICRegLossOptions()
+      .inv_coeff(inv_coeff)
+      .var_coeff(var_coeff)
+      .cov_coeff(cov_coeff)
+      .gamma(gamma)
+      .eps(eps)
+      .invariance((config & 1) ? InvarianceNorm::SampleMean : InvarianceNorm::ElementMean)
+      .variance_form((config & 2) ? VarianceForm::Var : VarianceForm::Std)
+      .variance_views((config & 4) ? ViewReduction::Sum : ViewReduction::Mean)
+      .covariance_norm((config & 8) ? CovarianceNorm::Biased : CovarianceNorm::Unbiased);
+}
+
+}  // namespace detail
+}  // namespace vicreg
