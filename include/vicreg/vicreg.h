@@ -5,5 +5,6 @@
 #include "vicreg/functional.h"
 #include "vicreg/loss.h"
 #include "vicreg/options.h"
+#include "vicreg/script.h"
 #include "vicreg/vcreg.h"
 #include "vicreg/version.h"

@@ -1,0 +1,100 @@
+// Operators through the dispatcher and TorchScript from C++ (no Python): compile, save, load.
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/script.h>
+
+#include <filesystem>
+
+#include "helpers.h"
+
+namespace vicreg::testing {
+namespace {
+
+using Terms4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+Terms4 call_public_op(const at::Tensor& a, const at::Tensor& b, const std::string& convention,
+                      bool fused) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("vicreg::vicreg_loss", "")
+                             .typed<Terms4(const at::Tensor&, const at::Tensor&, double, double,
+                                           double, double, double, c10::string_view, bool)>();
+  return op.call(a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, convention, fused);
+}
+
+TEST(Operators, PublicOpThroughDispatcherEqualsModule) {
+  const auto za = spread_embeddings({12, 9}, torch::kFloat64, 1);
+  const auto zb = spread_embeddings({12, 9}, torch::kFloat64, 2);
+  for (const std::string convention : {"reference", "paper", "article"}) {
+    for (bool fused : {true, false}) {
+      VICRegLoss module(VICRegLossOptions::preset(convention).backward(
+          fused ? Backward::Fused : Backward::Autograd));
+      const auto t = module->terms(za, zb);
+      const auto [loss, inv, var, cov] = call_public_op(za, zb, convention, fused);
+      EXPECT_EQ(loss.item<double>(), t.loss.item<double>()) << convention;
+      EXPECT_EQ(inv.item<double>(), t.invariance.item<double>());
+      EXPECT_EQ(var.item<double>(), t.variance.item<double>());
+      EXPECT_EQ(cov.item<double>(), t.covariance.item<double>());
+    }
+  }
+  EXPECT_THROW_WITH(call_public_op(za, zb, "solo-learn", true), "unknown convention 'solo-learn'");
+}
+
+TEST(Operators, ProfilerAndGraphSeeTheBackwardOperator) {
+  auto za = spread_embeddings({6, 4}, torch::kFloat64, 3).requires_grad_(true);
+  const auto zb = spread_embeddings({6, 4}, torch::kFloat64, 4);
+  const auto loss = functional::vicreg_loss(za, zb);
+  ASSERT_TRUE(loss.grad_fn());
+  EXPECT_NE(loss.grad_fn()->name().find("VICRegFusedFunction"), std::string::npos)
+      << loss.grad_fn()->name();
+  auto op = c10::Dispatcher::singleton().findSchema({"vicreg::_vicreg_loss_fused_backward", ""});
+  EXPECT_TRUE(op.has_value());
+}
+
+TEST(TorchScript, CompiledCodeCallsTheOperatorWithGradients) {
+  // torch::jit::compile's native resolver cannot see torch.ops; vicreg::script::compile can.
+  auto cu = script::compile(R"JIT(
+def loss(a: Tensor, b: Tensor, fused: bool) -> Tensor:
+    return torch.ops.vicreg.vicreg_loss(a, b, 25.0, 25.0, 1.0, 1.0, 0.0001, "paper", fused)[0]
+)JIT");
+  const auto za = spread_embeddings({10, 7}, torch::kFloat64, 5);
+  const auto zb = spread_embeddings({10, 7}, torch::kFloat64, 6);
+  for (bool fused : {true, false}) {
+    auto a1 = za.clone().requires_grad_(true);
+    auto a2 = za.clone().requires_grad_(true);
+    const auto scripted = cu->run_method("loss", a1, zb, fused).toTensor();
+    const auto direct = functional::vicreg_loss(a2, zb, VICRegLossOptions::paper());
+    EXPECT_EQ(scripted.item<double>(), direct.item<double>());
+    scripted.backward();
+    direct.backward();
+    EXPECT_LT(rel_error(a1.grad(), a2.grad()), 1e-12);
+  }
+}
+
+TEST(TorchScript, CppBuiltModuleSavesAndLoadsWithEqualLossAndGradients) {
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("vicreg_cpp_module_" + std::to_string(::getpid()) + ".pt"))
+                        .string();
+  const auto options = VICRegLossOptions::article().cov_coeff(2.5).backward(Backward::Fused);
+  script::save_loss_module(options, path);
+  auto loaded = torch::jit::load(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(loaded.attr("cov_coeff").toDouble(), 2.5);
+  EXPECT_EQ(loaded.attr("variance_form").toStringRef(), "var");
+  const auto za = spread_embeddings({10, 3, 4}, torch::kFloat64, 7);
+  const auto zb = spread_embeddings({10, 3, 4}, torch::kFloat64, 8);
+  auto a1 = za.clone().requires_grad_(true);
+  auto a2 = za.clone().requires_grad_(true);
+  auto l1 = loaded.forward({a1, zb}).toTensor();
+  auto l2 = functional::vicreg_loss(a2, zb, options);
+  EXPECT_EQ(l1.item<double>(), l2.item<double>());
+  l1.backward();
+  l2.backward();
+  EXPECT_LT(rel_error(a1.grad(), a2.grad()), 1e-12);
+  auto terms = loaded.get_method("terms")({za, zb}).toTuple();
+  EXPECT_EQ(terms->elements().size(), 4u);
+  const auto ref = reference_terms(za, zb, options);
+  EXPECT_LT(rel_error(terms->elements()[3].toTensor().item<double>(), ref.cov), 1e-10);
+}
+
+}  // namespace
+}  // namespace vicreg::testing
