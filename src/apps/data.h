@@ -1,0 +1,43 @@
+#pragma once
+// Data for the training programs: the IDX reader (gzip, via zlib), Fashion-MNIST loading and
+// the batched two-view augmentation.
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+namespace vicreg::apps {
+
+/// Reads a gzip-compressed IDX file (unsigned-byte data) into a uint8 tensor of the header's
+/// shape. Fails with a c10::Error naming the file when it is missing, not gzip, has a wrong
+/// magic number or data type, is truncated, or holds more bytes than its header says.
+at::Tensor read_idx_gz(const std::string& path);
+
+/// One split of an MNIST-format data set.
+struct ImageSet {
+  at::Tensor images;  ///< [N, 1, H, W] float32 in [0, 1]
+  at::Tensor labels;  ///< [N] int64
+};
+
+/// Loads `<dir>/<split>-images-idx3-ubyte.gz` and `<dir>/<split>-labels-idx1-ubyte.gz`
+/// (split "train" or "t10k"); checks that images and labels agree in count. `limit` > 0 keeps
+/// the first `limit` samples.
+ImageSet load_mnist_format(const std::string& dir, const std::string& split, int64_t limit = 0);
+
+/// Augmentation parameters (defaults tuned for 28x28 Fashion-MNIST).
+struct AugmentOptions {
+  double min_scale = 0.25;     ///< random resized crop: area fraction in [min_scale, 1]
+  double max_log_ratio = 0.2877;  ///< aspect ratio in [exp(-r), exp(r)] (3/4 .. 4/3)
+  double flip_prob = 0.5;      ///< horizontal flip
+  double brightness = 0.4;     ///< additive brightness shift in [-b, b] (scaled by the mean)
+  double contrast = 0.4;       ///< contrast factor in [1 - c, 1 + c]
+  double noise_std = 0.05;     ///< Gaussian pixel noise
+};
+
+/// One random augmentation of each image of a batch [B, C, H, W] in [0, 1]: random resized
+/// crop, horizontal flip, brightness/contrast jitter, noise; output clamped to [0, 1].
+/// Deterministic given the generator's state.
+at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOptions& o = {});
+
+}  // namespace vicreg::apps

@@ -1,0 +1,202 @@
+// vicreg_bench: forward+backward time and peak extra memory of the VICReg loss, autograd over
+// tensor ops (the reference formulation) against the hand-written fused backward, next to the
+// matmul floor measured in the same run. Prints a table and writes JSON. Not run by CI.
+//
+// Matmul floor for views [n, d]: the least GEMM work, per view, is one k x k product and one
+// product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
+// otherwise); the floor is the time torch::mm takes for those four GEMMs in this process.
+
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "vicreg/vicreg.h"
+
+namespace {
+
+// Counts the bytes the CPU allocator hands out, to measure peak extra memory of a call.
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  c10::DataPtr allocate(size_t n) override {
+#else
+  c10::DataPtr allocate(size_t n) const override {
+#endif
+    auto inner = inner_->allocate(n);
+    void* data = inner.get();
+    auto* ctx = new Block{std::move(inner), n, this};
+    add(static_cast<int64_t>(n));
+    return {data, ctx, &CountingAllocator::release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#endif
+
+  void reset_peak() const { peak_.store(current_.load()); }
+  int64_t current() const { return current_.load(); }
+  int64_t peak() const { return peak_.load(); }
+
+ private:
+  struct Block {
+    c10::DataPtr inner;
+    size_t n;
+    const CountingAllocator* owner;
+  };
+  static void release(void* ctx) {
+    auto* b = static_cast<Block*>(ctx);
+    b->owner->add(-static_cast<int64_t>(b->n));
+    delete b;
+  }
+  void add(int64_t n) const {
+    const int64_t now = current_.fetch_add(n) + n;
+    int64_t p = peak_.load();
+    while (now > p && !peak_.compare_exchange_weak(p, now)) {
+    }
+  }
+  c10::Allocator* inner_;
+  mutable std::atomic<int64_t> current_{0}, peak_{0};
+};
+
+CountingAllocator* counting = nullptr;
+
+void sync(const torch::Device& dev) {
+  if (dev.is_cuda()) torch::cuda::synchronize();
+}
+
+// Median seconds of fn over repetitions (at least `min_reps`, until ~`budget` s).
+template <typename F>
+double median_seconds(F&& fn, const torch::Device& dev, int min_reps = 3, double budget = 1.0) {
+  fn();  // warm-up
+  sync(dev);
+  std::vector<double> t;
+  double total = 0;
+  while (static_cast<int>(t.size()) < min_reps || (total < budget && t.size() < 20)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    sync(dev);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    total += t.back();
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct PathResult {
+  double seconds = 0;
+  double peak_mib = -1;  // -1: not measured (CUDA)
+};
+
+PathResult measure_path(const torch::Tensor& za0, const torch::Tensor& zb0,
+                        const vicreg::VICRegLossOptions& o, const torch::Device& dev) {
+  auto za = za0.clone().requires_grad_(true);
+  auto zb = zb0.clone().requires_grad_(true);
+  auto step = [&] {
+    auto g = torch::autograd::grad({vicreg::functional::vicreg_loss(za, zb, o)}, {za, zb});
+  };
+  PathResult r;
+  r.seconds = median_seconds(step, dev);
+  if (!dev.is_cuda() && counting) {
+    counting->reset_peak();
+    const int64_t base = counting->current();
+    step();
+    r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
+  }
+  return r;
+}
+
+double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
+  const auto opts = torch::TensorOptions().device(dev).dtype(torch::kFloat32);
+  const auto zc = torch::randn({n, d}, opts);
+  const int64_t k = std::min(n, d);
+  const auto kk = torch::randn({k, k}, opts);
+  auto gemms = [&] {
+    if (n <= d) {
+      auto g = torch::mm(zc, zc.t());
+      auto back = torch::mm(kk, zc);
+    } else {
+      auto c = torch::mm(zc.t(), zc);
+      auto back = torch::mm(zc, kk);
+    }
+  };
+  return 2 * median_seconds(gemms, dev);  // two views
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Benchmark the VICReg loss: autograd vs hand-written backward vs matmul floor"};
+  std::string device = "cpu", json_path = "vicreg_bench.json";
+  int threads = 0;
+  std::vector<std::string> grid = {"64x8192", "256x2048", "512x8192", "2048x2048", "4096x512"};
+  app.add_option("--device", device, "cpu or cuda")->capture_default_str();
+  app.add_option("--threads", threads, "intra-op threads (0: all cores)")->capture_default_str();
+  app.add_option("--shape", grid, "n x d shapes to measure")->capture_default_str();
+  app.add_option("--json", json_path, "where to write the results")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    torch::set_num_threads(threads > 0 ? threads
+                                       : std::max(1u, std::thread::hardware_concurrency()));
+    const torch::Device dev(device);
+    TORCH_CHECK(!dev.is_cuda() || torch::cuda::is_available(),
+                "--device cuda: no CUDA device is available");
+    static CountingAllocator allocator(c10::GetCPUAllocator());
+    counting = &allocator;
+    c10::SetCPUAllocator(&allocator, /*priority=*/100);
+
+    fmt::print("vicreg {} bench on {} with {} threads (LibTorch {})\n", VICREG_VERSION,
+               dev.str(), torch::get_num_threads(), TORCH_VERSION);
+    fmt::print("{:>5} {:>5} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>10} {:>10}\n",
+               "n", "d", "floor ms", "autograd", "fused", "auto/fl", "fused/fl", "speedup",
+               "auto MiB", "fused MiB");
+    std::ofstream json(json_path);
+    json << "{\"device\": \"" << dev.str() << "\", \"threads\": " << torch::get_num_threads()
+         << ", \"torch\": \"" << TORCH_VERSION << "\", \"results\": [\n";
+    bool first = true;
+    for (const auto& shape : grid) {
+      const auto x = shape.find('x');
+      TORCH_CHECK(x != std::string::npos, "--shape: expected NxD, got '", shape, "'");
+      const int64_t n = std::stoll(shape.substr(0, x)), d = std::stoll(shape.substr(x + 1));
+      torch::manual_seed(0);
+      const auto opts = torch::TensorOptions().device(dev).dtype(torch::kFloat32);
+      const auto za = torch::randn({n, d}, opts), zb = za + 0.1 * torch::randn({n, d}, opts);
+      const double floor = matmul_floor(n, d, dev);
+      const auto autograd =
+          measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd), dev);
+      const auto fused =
+          measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused), dev);
+      auto mib = [](double v) { return v < 0 ? std::string("n/a") : fmt::format("{:.1f}", v); };
+      fmt::print("{:>5} {:>5} | {:>10.2f} {:>10.2f} {:>10.2f} | {:>8.2f} {:>8.2f} {:>8.2f} | {:>10} {:>10}\n",
+                 n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
+                 autograd.seconds / floor, fused.seconds / floor,
+                 autograd.seconds / fused.seconds, mib(autograd.peak_mib), mib(fused.peak_mib));
+      std::fflush(stdout);
+      json << (first ? "" : ",\n")
+           << fmt::format("  {{\"n\": {}, \"d\": {}, \"floor_ms\": {:.4f}, \"autograd_ms\": {:.4f}, "
+                          "\"fused_ms\": {:.4f}, \"autograd_peak_mib\": {:.2f}, "
+                          "\"fused_peak_mib\": {:.2f}}}",
+                          n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
+                          autograd.peak_mib, fused.peak_mib);
+      first = false;
+    }
+    json << "\n]}\n";
+    fmt::print("wrote {}\n", json_path);
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "vicreg_bench: {}\n", e.what());
+    return 1;
+  }
+}
