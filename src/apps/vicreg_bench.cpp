@@ -6,6 +6,7 @@
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
 // otherwise); the floor is the time torch::mm takes for those four GEMMs in this process.
 
+#include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
