@@ -47,22 +47,43 @@ Tensor hinge_input(const Tensor& colsq, int64_t n, const VICRegLossOptions& o) {
   return o.variance_form() == VarianceForm::Std ? at::sqrt(var + o.eps()) : var;
 }
 
+// Batched product of [P, a, b] x [P, b, c]; a plain GEMM when P == 1 (bmm is slower here).
+Tensor batched_mm(const Tensor& x, const Tensor& y) {
+  if (x.size(0) == 1) return at::mm(x.select(0, 0), y.select(0, 0)).unsqueeze(0);
+  return at::bmm(x, y);
+}
+
+// out += x @ y, batched as above, without a temporary (BLAS beta = 1).
+void batched_addmm_(Tensor& out, const Tensor& x, const Tensor& y) {
+  if (x.size(0) == 1) {
+    auto o = out.select(0, 0);
+    o.addmm_(x.select(0, 0), y.select(0, 0));
+  } else {
+    out.baddbmm_(x, y);
+  }
+}
+
+// Sum of squares over `dims` in one pass and no temporary.
+Tensor sum_of_squares(const Tensor& t, at::OptionalIntArrayRef dims) {
+  return at::linalg_vector_norm(t, 2, dims, false, c10::nullopt).square();
+}
+
 ViewForward view_forward(const Tensor& z3, const VICRegLossOptions& o) {
   const int64_t P = z3.size(0), n = z3.size(1), d = z3.size(2);
   const double m = cov_denominator(n, o);
   ViewForward f;
   f.zc = (z3 - z3.mean(1, /*keepdim=*/true)).contiguous();
-  f.colsq = f.zc.square().sum(1);
+  f.colsq = sum_of_squares(f.zc, at::IntArrayRef{1});
   f.v = at::relu(o.gamma() - hinge_input(f.colsq, n, o)).mean();
   if (n <= d) {
-    f.mat = at::bmm(f.zc, f.zc.transpose(1, 2));
-    const auto fro2 = f.mat.square().sum();
-    const auto diag2 = f.colsq.square().sum();
+    f.mat = batched_mm(f.zc, f.zc.transpose(1, 2));
+    const auto fro2 = sum_of_squares(f.mat, c10::nullopt);
+    const auto diag2 = sum_of_squares(f.colsq, c10::nullopt);
     f.c = (fro2 - diag2) / (m * m * static_cast<double>(d * P));
   } else {
-    f.mat = at::bmm(f.zc.transpose(1, 2), f.zc);
+    f.mat = batched_mm(f.zc.transpose(1, 2), f.zc);
     f.mat.diagonal(0, 1, 2).zero_();
-    f.c = f.mat.square().sum() / (m * m * static_cast<double>(d * P));
+    f.c = sum_of_squares(f.mat, c10::nullopt) / (m * m * static_cast<double>(d * P));
   }
   return f;
 }
@@ -76,12 +97,11 @@ FusedForward fused_forward(const Tensor& z_a, const Tensor& z_b, const VICRegLos
   detail::check_views(kLossName, z_a, z_b);
   detail::check_loss_options(kLossName, o);
   const auto za = detail::to_compute_dtype(z_a), zb = detail::to_compute_dtype(z_b);
-  const auto diff = za - zb;
   const double inv_count = o.invariance() == InvarianceNorm::ElementMean
                                ? static_cast<double>(za.numel())
                                : static_cast<double>(za.numel() / za.size(-1));
   FusedForward r;
-  r.inv = diff.square().sum() / inv_count;
+  r.inv = sum_of_squares(za - zb, c10::nullopt) / inv_count;
   auto fa = view_forward(detail::as_positions(za), o);
   auto fb = view_forward(detail::as_positions(zb), o);
   r.var = o.variance_views() == ViewReduction::Mean ? (fa.v + fb.v) / 2 : fa.v + fb.v;
@@ -91,11 +111,12 @@ FusedForward fused_forward(const Tensor& z_a, const Tensor& z_b, const VICRegLos
   return r;
 }
 
-// Gradient of w_var * V + w_cov * c for one view plus the invariance part `inv_grad`
-// (all [P, n, d]); w_* are 0-dim tensors, so no host sync.
-Tensor view_backward(const Tensor& zc, const Tensor& colsq, const Tensor& mat,
-                     const Tensor& inv_grad, const Tensor& w_var, const Tensor& w_cov,
-                     const VICRegLossOptions& o) {
+// Gradient of w_inv * s + w_var * V + w_cov * c with respect to one view (sign +1 for Za,
+// -1 for Zb), as [P, n, d]; w_* are 0-dim tensors, so no host sync. One output allocation:
+// the elementwise parts are accumulated in place and the GEMM adds into it (beta = 1).
+Tensor view_backward(const Tensor& zc, const Tensor& colsq, const Tensor& mat, const Tensor& za3,
+                     const Tensor& zb3, const Tensor& w_inv_scaled, const Tensor& w_var,
+                     const Tensor& w_cov, double sign, const VICRegLossOptions& o) {
   const int64_t P = zc.size(0), n = zc.size(1), d = zc.size(2);
   const double m = cov_denominator(n, o);
   const double pd = static_cast<double>(P * d);
@@ -111,9 +132,18 @@ Tensor view_backward(const Tensor& zc, const Tensor& colsq, const Tensor& mat,
   // d c / d Z = 4 / (d m) Zc (C - diag C), C = Zc^T Zc / m.
   const auto cov_scale = w_cov * (4.0 / (pd * m * m));
   if (n <= d) coef = coef - colsq * cov_scale;  // the -Zc diag(C) part; G Zc below
-  auto elementwise = at::addcmul(inv_grad, zc, coef.unsqueeze(1));
+  auto grad = zc * coef.unsqueeze(1);
+  // d s / d Za = 2 (Za - Zb) / count, d s / d Zb = -that.
+  const auto w = sign > 0 ? w_inv_scaled : w_inv_scaled.neg();
+  grad.addcmul_(za3, w);
+  grad.addcmul_(zb3, w.neg());
   const auto scaled = mat * cov_scale;
-  return n <= d ? at::baddbmm(elementwise, scaled, zc) : at::baddbmm(elementwise, zc, scaled);
+  if (n <= d) {
+    batched_addmm_(grad, scaled, zc);
+  } else {
+    batched_addmm_(grad, zc, scaled);
+  }
+  return grad;
 }
 
 std::tuple<Tensor, Tensor> fused_backward(const Tensor& g_loss, const Tensor& g_inv,
@@ -124,16 +154,15 @@ std::tuple<Tensor, Tensor> fused_backward(const Tensor& g_loss, const Tensor& g_
   TORCH_CHECK(saved.size() == 6, "_vicreg_loss_fused_backward: expected 6 saved tensors, got ",
               saved.size());
   const auto za = detail::to_compute_dtype(z_a), zb = detail::to_compute_dtype(z_b);
-  const auto w_inv = g_loss * o.inv_coeff() + g_inv;
-  const auto w_var = g_loss * o.var_coeff() + g_var;
-  const auto w_cov = g_loss * o.cov_coeff() + g_cov;
   const double inv_count = o.invariance() == InvarianceNorm::ElementMean
                                ? static_cast<double>(za.numel())
                                : static_cast<double>(za.numel() / za.size(-1));
-  // d s / d Za = 2 (Za - Zb) / count, d s / d Zb = -that.
-  const auto inv_a = detail::as_positions(za - zb) * (w_inv * (2.0 / inv_count));
-  const auto ga = view_backward(saved[0], saved[2], saved[4], inv_a, w_var, w_cov, o);
-  const auto gb = view_backward(saved[1], saved[3], saved[5], inv_a.neg(), w_var, w_cov, o);
+  const auto w_inv = (g_loss * o.inv_coeff() + g_inv) * (2.0 / inv_count);
+  const auto w_var = g_loss * o.var_coeff() + g_var;
+  const auto w_cov = g_loss * o.cov_coeff() + g_cov;
+  const auto za3 = detail::as_positions(za), zb3 = detail::as_positions(zb);
+  const auto ga = view_backward(saved[0], saved[2], saved[4], za3, zb3, w_inv, w_var, w_cov, 1, o);
+  const auto gb = view_backward(saved[1], saved[3], saved[5], za3, zb3, w_inv, w_var, w_cov, -1, o);
   return {detail::from_positions(ga, z_a).to(z_a.scalar_type()),
           detail::from_positions(gb, z_b).to(z_b.scalar_type())};
 }

@@ -188,3 +188,37 @@ def test_bad_arguments_raise_runtime_error_with_message():
         OP(z, z, gamma=0.0)
     with pytest.raises(RuntimeError, match="floating-point dtype"):
         OP(z.long(), z.long())
+
+
+def vcreg_penalty_reference(x, var_coeff, cov_coeff, gamma=1.0, eps=1e-4, channel_dim=-1):
+    """CONVENTIONS.md: samples by channels, centered, C with n-1, off-diagonal / (d (d-1))."""
+    x2 = x.movedim(channel_dim, -1).reshape(-1, x.shape[channel_dim])
+    n, d = x2.shape
+    xc = x2 - x2.mean(0)
+    std = torch.sqrt((xc ** 2).sum(0) / (n - 1) + eps)
+    v = torch.relu(gamma - std).mean()
+    c = xc.T @ xc / (n - 1)
+    off = (c ** 2).sum() - (torch.diagonal(c) ** 2).sum()
+    return var_coeff * v + cov_coeff * off / (d * (d - 1))
+
+
+@torch.jit.script
+def _scripted_vcreg(t: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    return torch.ops.vicreg.vcreg(t, 0.7, 1.3, 1.0, 1e-4, channel_dim, "std")
+
+
+@pytest.mark.parametrize("shape,channel_dim", [((12, 5), -1), ((4, 3, 5, 5), 1)])
+def test_vcreg_op_is_identity_and_injects_penalty_gradient(shape, channel_dim):
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(shape, dtype=torch.float64, generator=g) * 0.5
+    w = torch.randn(shape, dtype=torch.float64, generator=g)
+    x = x0.clone().requires_grad_()
+    y = torch.ops.vicreg.vcreg(x, 0.7, 1.3, 1.0, 1e-4, channel_dim, "std")
+    assert torch.equal(y, x0)
+    (y * w).sum().backward()
+    x2 = x0.clone().requires_grad_()
+    ((x2 * w).sum() + vcreg_penalty_reference(x2, 0.7, 1.3, channel_dim=channel_dim)).backward()
+    assert torch.allclose(x.grad, x2.grad, rtol=1e-10, atol=1e-13)
+    assert torch.equal(_scripted_vcreg(x0, channel_dim), x0)
+    with pytest.raises(RuntimeError, match="channel_dim 7 is out of range"):
+        torch.ops.vicreg.vcreg(x0, 0.7, 1.3, 1.0, 1e-4, 7, "std")
