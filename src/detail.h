@@ -6,10 +6,16 @@
 #include <string>
 #include <tuple>
 
+#include "vicreg/export.h"
 #include "vicreg/functional.h"
 #include "vicreg/options.h"
 
 namespace vicreg::detail {
+
+// --- the hand-written CPU kernels of the fused path (on by default). Tests switch them off
+// to run the ATen composition that CUDA uses on CPU too. Not thread-safe to toggle.
+VICREG_EXPORT bool cpu_kernels_enabled();
+VICREG_EXPORT void set_cpu_kernels_enabled(bool enabled);
 
 // --- names of the knobs as the operators spell them --------------------------------------
 const char* to_string(InvarianceNorm v);

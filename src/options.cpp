@@ -47,6 +47,10 @@ std::string convention_name(const VICRegLossOptions& o) {
 
 namespace detail {
 
+static bool g_cpu_kernels = true;
+bool cpu_kernels_enabled() { return g_cpu_kernels; }
+void set_cpu_kernels_enabled(bool enabled) { g_cpu_kernels = enabled; }
+
 const char* to_string(InvarianceNorm v) {
   return v == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
 }

@@ -1,6 +1,7 @@
 // VICReg loss: values against independent double-precision formulas, the hand-written backward
 // against autograd and central differences, reduced precision, bad input.
 
+#include "detail.h"
 #include "helpers.h"
 
 namespace vicreg::testing {
@@ -138,6 +139,35 @@ TEST_P(LossTest, ModuleForwardEqualsFunctionalAndTerms) {
                       25 * t.invariance.item<double>() + 25 * t.variance.item<double>() +
                           t.covariance.item<double>()),
             value_tol());
+}
+
+// The fused path has hand-written CPU kernels for its elementwise work and an ATen composition
+// (what CUDA runs); both must match the independent formula and the autograd gradients.
+TEST_P(LossTest, CpuKernelsAndAtenCompositionBothMatchReference) {
+  if (GetParam().device != torch::kCPU) GTEST_SKIP() << "the CPU kernels exist on CPU only";
+  struct Restore {
+    ~Restore() { detail::set_cpu_kernels_enabled(true); }
+  } restore;
+  for (const auto& shape : kShapes) {
+    const auto za = spread_embeddings(shape, opts(), 21);
+    const auto zb =  // a strided (column-major) copy
+        spread_embeddings(shape, opts(), 22).transpose(0, -1).contiguous().transpose(0, -1);
+    const auto o = VICRegLossOptions::paper();
+    auto [aa, ab] = gradients(za, zb, with_backward(o, Backward::Autograd));
+    const auto ref = reference_terms(za, zb, o);
+    for (bool kernels : {true, false}) {
+      detail::set_cpu_kernels_enabled(kernels);
+      const auto t = functional::vicreg_terms(za, zb, o);
+      auto [fa, fb] = gradients(za, zb, o);
+      SCOPED_TRACE(std::string(kernels ? "CPU kernels " : "ATen composition ") +
+                   c10::str(c10::IntArrayRef(shape)));
+      EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), value_tol());
+      EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), value_tol());
+      EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), value_tol());
+      EXPECT_LT(rel_error(fa, aa), value_tol());
+      EXPECT_LT(rel_error(fb, ab), value_tol());
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(DeviceDtype, LossTest, ::testing::ValuesIn(device_dtype_grid()),

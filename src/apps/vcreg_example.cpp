@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "data.h"
+#include "omp_env.h"
 #include "vicreg/vicreg.h"
 
 namespace {
@@ -34,6 +35,7 @@ Stats layer_stats(const torch::Tensor& h, const vicreg::VCRegOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vicreg::apps::ensure_passive_openmp(argv);
   CLI::App app{"Train an MLP classifier with and without VCReg layers and compare"};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t epochs = 3, train_subset = 20000, batch = 128;

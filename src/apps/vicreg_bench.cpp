@@ -18,6 +18,7 @@
 #include <fstream>
 #include <thread>
 
+#include "omp_env.h"
 #include "vicreg/vicreg.h"
 
 namespace {
@@ -139,6 +140,7 @@ double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vicreg::apps::ensure_passive_openmp(argv);
   CLI::App app{"Benchmark the VICReg loss: autograd vs hand-written backward vs matmul floor"};
   std::string device = "cpu", json_path = "vicreg_bench.json";
   int threads = 0;
@@ -158,13 +160,16 @@ int main(int argc, char** argv) {
     counting = &allocator;
     c10::SetCPUAllocator(&allocator, /*priority=*/100);
 
-    fmt::print("vicreg {} bench on {} with {} threads (LibTorch {})\n", VICREG_VERSION,
-               dev.str(), torch::get_num_threads(), TORCH_VERSION);
+    const char* wait = std::getenv("OMP_WAIT_POLICY");
+    fmt::print("vicreg {} bench on {} with {} threads (LibTorch {}, OMP_WAIT_POLICY={})\n",
+               VICREG_VERSION, dev.str(), torch::get_num_threads(), TORCH_VERSION,
+               wait ? wait : "unset");
     fmt::print("{:>5} {:>5} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>10} {:>10}\n",
                "n", "d", "floor ms", "autograd", "fused", "auto/fl", "fused/fl", "speedup",
                "auto MiB", "fused MiB");
     std::ofstream json(json_path);
-    json << "{\"device\": \"" << dev.str() << "\", \"threads\": " << torch::get_num_threads()
+    json << "{\"device\": \"" << dev.str() << "\", \"omp_wait_policy\": \""
+         << (wait ? wait : "unset") << "\", \"threads\": " << torch::get_num_threads()
          << ", \"torch\": \"" << TORCH_VERSION << "\", \"results\": [\n";
     bool first = true;
     for (const auto& shape : grid) {

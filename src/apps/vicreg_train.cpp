@@ -18,6 +18,7 @@
 
 #include "data.h"
 #include "eval.h"
+#include "omp_env.h"
 #include "vicreg/vicreg.h"
 
 namespace fs = std::filesystem;
@@ -28,13 +29,13 @@ namespace {
 struct Config {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string out_dir = "runs/default";
-  int64_t epochs = 3;
-  int64_t batch_size = 256;
+  int64_t epochs = 2;
+  int64_t batch_size = 128;
   int64_t max_steps = 0;
   std::string proj_dims = "1024,1024";
-  std::string encoder_widths = "32,64,128";
+  std::string encoder_widths = "16,32,64";
   int64_t pool = 2;
-  double lr = 2e-3;
+  double lr = 7e-4;
   double inv_coeff = 25, var_coeff = 25, cov_coeff = 1;
   bool no_variance = false;
   std::string preset = "reference";
@@ -368,6 +369,7 @@ int run(const Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vicreg::apps::ensure_passive_openmp(argv);
   Config c;
   CLI::App app{"Train a CNN encoder with VICReg on Fashion-MNIST and evaluate what it learned"};
   app.add_option("--data-dir", c.data_dir, "directory with the *-ubyte.gz IDX files")

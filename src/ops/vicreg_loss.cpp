@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include "detail.h"
+#include "ops/cpu/elementwise.h"
 
 namespace vicreg {
 namespace {
@@ -68,12 +69,13 @@ Tensor sum_of_squares(const Tensor& t, at::OptionalIntArrayRef dims) {
   return at::linalg_vector_norm(t, 2, dims, false, c10::nullopt).square();
 }
 
-ViewForward view_forward(const Tensor& z3, const VICRegLossOptions& o) {
-  const int64_t P = z3.size(0), n = z3.size(1), d = z3.size(2);
+// v(Z), the k x k matrix and c(Z) from the centered view and its column sums of squares.
+ViewForward view_stats(Tensor zc, Tensor colsq, const VICRegLossOptions& o) {
+  const int64_t P = zc.size(0), n = zc.size(1), d = zc.size(2);
   const double m = cov_denominator(n, o);
   ViewForward f;
-  f.zc = (z3 - z3.mean(1, /*keepdim=*/true)).contiguous();
-  f.colsq = sum_of_squares(f.zc, at::IntArrayRef{1});
+  f.zc = std::move(zc);
+  f.colsq = std::move(colsq);
   f.v = at::relu(o.gamma() - hinge_input(f.colsq, n, o)).mean();
   if (n <= d) {
     f.mat = batched_mm(f.zc, f.zc.transpose(1, 2));
@@ -86,6 +88,13 @@ ViewForward view_forward(const Tensor& z3, const VICRegLossOptions& o) {
     f.c = sum_of_squares(f.mat, c10::nullopt) / (m * m * static_cast<double>(d * P));
   }
   return f;
+}
+
+// The hand-written CPU kernels serve float/double CPU tensors; everything else (CUDA, and
+// CPU when tests switch the kernels off) uses the same math as ATen ops.
+bool use_cpu_kernels(const Tensor& t) {
+  return detail::cpu_kernels_enabled() && t.device().is_cpu() &&
+         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
 }
 
 struct FusedForward {
@@ -101,9 +110,21 @@ FusedForward fused_forward(const Tensor& z_a, const Tensor& z_b, const VICRegLos
                                ? static_cast<double>(za.numel())
                                : static_cast<double>(za.numel() / za.size(-1));
   FusedForward r;
-  r.inv = sum_of_squares(za - zb, c10::nullopt) / inv_count;
-  auto fa = view_forward(detail::as_positions(za), o);
-  auto fb = view_forward(detail::as_positions(zb), o);
+  const auto za3 = detail::as_positions(za), zb3 = detail::as_positions(zb);
+  ViewForward fa, fb;
+  if (use_cpu_kernels(za)) {
+    auto c = cpu::center_pair(za3, zb3);
+    r.inv = c.sq_diff / inv_count;
+    fa = view_stats(std::move(c.zc_a), std::move(c.colsq_a), o);
+    fb = view_stats(std::move(c.zc_b), std::move(c.colsq_b), o);
+  } else {
+    r.inv = sum_of_squares(za - zb, c10::nullopt) / inv_count;
+    for (auto [z3, f] : {std::pair{&za3, &fa}, std::pair{&zb3, &fb}}) {
+      auto zc = (*z3 - z3->mean(1, /*keepdim=*/true)).contiguous();
+      auto colsq = sum_of_squares(zc, at::IntArrayRef{1});
+      *f = view_stats(std::move(zc), std::move(colsq), o);
+    }
+  }
   r.var = o.variance_views() == ViewReduction::Mean ? (fa.v + fb.v) / 2 : fa.v + fb.v;
   r.cov = fa.c + fb.c;
   r.loss = o.inv_coeff() * r.inv + o.var_coeff() * r.var + o.cov_coeff() * r.cov;
@@ -132,11 +153,16 @@ Tensor view_backward(const Tensor& zc, const Tensor& colsq, const Tensor& mat, c
   // d c / d Z = 4 / (d m) Zc (C - diag C), C = Zc^T Zc / m.
   const auto cov_scale = w_cov * (4.0 / (pd * m * m));
   if (n <= d) coef = coef - colsq * cov_scale;  // the -Zc diag(C) part; G Zc below
-  auto grad = zc * coef.unsqueeze(1);
   // d s / d Za = 2 (Za - Zb) / count, d s / d Zb = -that.
-  const auto w = sign > 0 ? w_inv_scaled : w_inv_scaled.neg();
-  grad.addcmul_(za3, w);
-  grad.addcmul_(zb3, w.neg());
+  Tensor grad;
+  if (use_cpu_kernels(zc)) {
+    grad = cpu::combine_gradient(zc, coef, za3, zb3, sign * w_inv_scaled.item<double>());
+  } else {
+    grad = zc * coef.unsqueeze(1);
+    const auto w = sign > 0 ? w_inv_scaled : w_inv_scaled.neg();
+    grad.addcmul_(za3, w);
+    grad.addcmul_(zb3, w.neg());
+  }
   const auto scaled = mat * cov_scale;
   if (n <= d) {
     batched_addmm_(grad, scaled, zc);
