@@ -6,6 +6,9 @@
 
 #include "detail.h"
 #include "vicreg/functional.h"
+#ifdef VICREG_WITH_DISTRIBUTED
+#include "vicreg/distributed.h"
+#endif
 
 namespace vicreg {
 namespace {
@@ -90,6 +93,24 @@ at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
 
 VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
                          const VICRegLossOptions& o) {
+  if (o.process_group()) {
+#ifdef VICREG_WITH_DISTRIBUTED
+    const auto& g = *o.process_group();
+    detail::check_views("vicreg_loss", z_a, z_b);
+    // Every term on the gathered batch, normalized by its true size, through the operator
+    // (either backward). The invariance of the gathered pairs is the mean of the ranks' local
+    // pair terms weighted by their rows; the gather's backward hands each rank the gradient
+    // of its own rows summed over ranks, which DDP's averaging turns into the single-process
+    // gradient.
+    const auto ga = distributed::all_gather(z_a, g), gb = distributed::all_gather(z_b, g);
+    auto local = o;
+    local.process_group(nullptr);
+    return vicreg_terms(ga, gb, local);
+#else
+    TORCH_CHECK(false, "vicreg_loss: a process_group was given, but this build of vicreg has no "
+                "distributed support (configure with -DVICREG_DISTRIBUTED=ON)");
+#endif
+  }
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("vicreg::vicreg_loss_custom", "")

@@ -5,11 +5,16 @@
 #include <torch/arg.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "vicreg/export.h"
 
 namespace vicreg {
+
+namespace distributed {
+class Group;  // vicreg/distributed.h
+}
 
 /// How the invariance term s(Za, Zb) is normalized.
 enum class InvarianceNorm {
@@ -72,7 +77,13 @@ struct VICREG_EXPORT VICRegLossOptions {
   /// Raise a c10::Error when an input or the result is NaN/Inf (one host sync per call).
   /// Off by default: NaN/Inf then propagate into the loss without a sync.
   TORCH_ARG(bool, check_finite) = false;
-
+  /// Optional process group (vicreg/distributed.h): the terms are computed on the rows gathered
+  /// from every rank (ranks may hold different n), normalized by the gathered size, so every
+  /// rank's loss equals the single-process loss on the whole batch, and the gradients of a
+  /// rank's rows, averaged over ranks as DDP does, equal the single-process gradients.
+  /// (The invariance of the gathered pairs is the row-weighted mean of the ranks' local pair
+  /// terms.) Null: single process.
+  TORCH_ARG(std::shared_ptr<distributed::Group>, process_group) = nullptr;
 };
 
 /// Options of the `VCReg` layer and of `functional::vcreg_penalty`.

@@ -1,0 +1,53 @@
+#pragma once
+// VICReg across processes on LibTorch's c10d: a differentiable all-gather of embeddings and
+// the process-group setup torchrun users expect. Invariance stays on the local rows; variance
+// and covariance see the batch gathered from every rank, normalized by its true size.
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "vicreg/export.h"
+
+namespace vicreg::distributed {
+
+/// A c10d process group and the timeout its collectives wait for. Pass it to
+/// VICRegLossOptions::process_group to compute the loss on the gathered batch.
+class VICREG_EXPORT Group {
+ public:
+  explicit Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
+                 std::chrono::milliseconds timeout = std::chrono::minutes(5));
+  int rank() const;
+  int size() const;
+  const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return pg_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
+ private:
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  std::chrono::milliseconds timeout_;
+};
+
+/// Concatenates every rank's rows in rank order. Ranks may hold different numbers of rows
+/// (the sizes are exchanged first); the other dims and the dtype must agree, else every rank
+/// gets a c10::Error. Differentiable: the backward all-reduces (sums) the incoming gradient
+/// over the ranks and returns this rank's slice, as facebookresearch/vicreg's FullGatherLayer.
+VICREG_EXPORT at::Tensor all_gather(const at::Tensor& z, const Group& group);
+
+/// Averages tensors (e.g. parameter gradients) over the ranks in place, as DDP does.
+VICREG_EXPORT void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group);
+
+/// A Gloo process group (CPU tensors) over `store`; collectives time out after `timeout`.
+VICREG_EXPORT std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                     int rank, int size,
+                                                     std::chrono::milliseconds timeout);
+
+/// Reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun sets them), makes a
+/// TCPStore (rank 0 serves it) and a Gloo process group with `timeout`. A missing or malformed
+/// variable is a c10::Error that names it. (NCCL for CUDA tensors is not built in yet.)
+VICREG_EXPORT std::shared_ptr<Group> init_from_env(
+    std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+}  // namespace vicreg::distributed

@@ -1,0 +1,178 @@
+// Distributed VICReg on c10d: ranks are threads, each with its own ProcessGroupGloo over a
+// FileStore (real Gloo transport on 127.0.0.1). Every test bounds its own run time through
+// the groups' timeouts.
+
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "helpers.h"
+#include "vicreg/distributed.h"
+
+namespace vicreg::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string fresh_store_path() {
+  static std::atomic<int> counter{0};
+  return (std::filesystem::temp_directory_path() /
+          ("vicreg_store_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
+      .string();
+}
+
+// Runs fn(rank, group) on `world` threads; returns each rank's error message ("" if none).
+std::vector<std::string> run_ranks(int world, std::chrono::milliseconds timeout,
+                                   const std::function<void(int, distributed::Group&)>& fn) {
+  const auto path = fresh_store_path();
+  std::vector<std::string> errors(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto store = c10::make_intrusive<c10d::FileStore>(path, world);
+        auto group = distributed::make_gloo_group(store, r, world, timeout);
+        fn(r, *group);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::filesystem::remove(path);
+  return errors;
+}
+
+std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
+  std::vector<int64_t> off{0};
+  for (auto r : rows) off.push_back(off.back() + r);
+  return off;
+}
+
+void check_equals_single_process(const std::vector<int64_t>& rows, Backward backward,
+                                 const VICRegLossOptions& preset) {
+  const int world = static_cast<int>(rows.size());
+  const auto off = offsets_of(rows);
+  const int64_t N = off.back(), d = 6;
+  const auto za = spread_embeddings({N, d}, torch::kFloat64, 31);
+  const auto zb = spread_embeddings({N, d}, torch::kFloat64, 32);
+  auto o = preset;
+  o.backward(backward);
+  auto a = za.clone().requires_grad_(true), b = zb.clone().requires_grad_(true);
+  const auto single = functional::vicreg_loss(a, b, o);
+  const auto g_single = torch::autograd::grad({single}, {a, b});
+
+  std::vector<double> losses(world);
+  std::vector<at::Tensor> ga(world), gb(world);
+  const auto errors = run_ranks(world, 20s, [&](int r, distributed::Group& g) {
+    auto ra = za.narrow(0, off[r], rows[r]).clone().requires_grad_(true);
+    auto rb = zb.narrow(0, off[r], rows[r]).clone().requires_grad_(true);
+    auto opts = o;
+    opts.process_group(std::shared_ptr<distributed::Group>(&g, [](auto*) {}));
+    const auto loss = functional::vicreg_loss(ra, rb, opts);
+    auto grads = torch::autograd::grad({loss}, {ra, rb});
+    losses[r] = loss.item<double>();
+    // Each rank's loss is the whole-batch loss, and the gather's backward sums over ranks:
+    // rank r holds world x dL/dz_r; DDP's averaging of the parameter gradients divides by world.
+    ga[r] = grads[0] / world;
+    gb[r] = grads[1] / world;
+  });
+  for (int r = 0; r < world; ++r) {
+    ASSERT_EQ(errors[r], "") << "rank " << r;
+    EXPECT_LT(rel_error(losses[r], single.item<double>()), 1e-10) << "rank " << r;
+    EXPECT_LT(rel_error(ga[r], g_single[0].narrow(0, off[r], rows[r])), 1e-10) << "rank " << r;
+    EXPECT_LT(rel_error(gb[r], g_single[1].narrow(0, off[r], rows[r])), 1e-10) << "rank " << r;
+  }
+}
+
+TEST(Distributed, TwoAndFourRanksEqualSingleProcessBothBackwardsEqualAndUnequalShards) {
+  for (auto backward : {Backward::Fused, Backward::Autograd}) {
+    for (const auto& rows : std::vector<std::vector<int64_t>>{{8, 8}, {5, 11}, {4, 4, 4, 4}, {3, 5, 2, 6}}) {
+      SCOPED_TRACE(c10::str(c10::IntArrayRef(rows), backward == Backward::Fused ? " fused" : " autograd"));
+      check_equals_single_process(rows, backward, VICRegLossOptions::reference());
+    }
+  }
+  check_equals_single_process({7, 9}, Backward::Fused, VICRegLossOptions::article());
+}
+
+TEST(Distributed, DifferentFeatureDimsGiveAClearErrorOnEveryRank) {
+  const auto errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = torch::randn({6, r == 0 ? 4 : 5});
+    distributed::all_gather(z, g);
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("different feature shapes"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+}
+
+TEST(Distributed, ARankThatExitsEarlyMakesTheOthersFailWithinTheTimeout) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto errors = run_ranks(2, 2s, [](int r, distributed::Group& g) {
+    if (r == 1) return;  // leaves without joining the collective
+    distributed::all_gather(torch::randn({4, 3}), g);
+  });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(errors[0].find("vicreg::distributed"), std::string::npos) << errors[0];
+  EXPECT_EQ(errors[1], "");
+  EXPECT_LT(seconds, 30.0);
+}
+
+TEST(Distributed, AllReduceMeanAveragesOverRanks) {
+  std::vector<at::Tensor> results(3);
+  const auto errors = run_ranks(3, 10s, [&](int r, distributed::Group& g) {
+    std::vector<at::Tensor> t{torch::full({4}, static_cast<double>(r), torch::kFloat64)};
+    distributed::all_reduce_mean_(t, g);
+    results[r] = t[0];
+  });
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_EQ(errors[r], "");
+    EXPECT_TRUE(torch::allclose(results[r], torch::full({4}, 1.0, torch::kFloat64)));
+  }
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+TEST(Distributed, InitFromEnvNamesWhatIsMissingAndBuildsAWorldOfOne) {
+  ::unsetenv("RANK");
+  ::setenv("WORLD_SIZE", "1", 1);
+  EXPECT_THROW_WITH(distributed::init_from_env(5s), "environment variable RANK is not set");
+  ::setenv("RANK", "x", 1);
+  EXPECT_THROW_WITH(distributed::init_from_env(5s), "RANK must be a non-negative integer");
+  ::setenv("RANK", "0", 1);
+  ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+  ::setenv("MASTER_PORT", std::to_string(free_port()).c_str(), 1);
+  auto g = distributed::init_from_env(10s);
+  EXPECT_EQ(g->size(), 1);
+  EXPECT_EQ(g->rank(), 0);
+  const auto za = spread_embeddings({8, 5}, torch::kFloat64, 33);
+  const auto zb = spread_embeddings({8, 5}, torch::kFloat64, 34);
+  EXPECT_EQ(functional::vicreg_loss(za, zb, VICRegLossOptions().process_group(g)).item<double>(),
+            functional::vicreg_loss(za, zb).item<double>());
+  for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+}
+
+}  // namespace
+}  // namespace vicreg::testing
