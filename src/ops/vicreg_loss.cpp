@@ -39,6 +39,14 @@ struct ViewForward {
   Tensor c;      // c(Z), 0-dim
 };
 
+// What the invariance's sum of squares is divided by: all entries (element mean) or all
+// samples, n * P (sample mean).
+double invariance_count(const Tensor& z, const VICRegLossOptions& o) {
+  return o.invariance() == InvarianceNorm::ElementMean
+             ? static_cast<double>(z.numel())
+             : static_cast<double>(z.numel() / z.size(-1));
+}
+
 double cov_denominator(int64_t n, const VICRegLossOptions& o) {
   return o.covariance_norm() == CovarianceNorm::Unbiased ? n - 1 : n;
 }
@@ -106,9 +114,7 @@ FusedForward fused_forward(const Tensor& z_a, const Tensor& z_b, const VICRegLos
   detail::check_views(kLossName, z_a, z_b);
   detail::check_loss_options(kLossName, o);
   const auto za = detail::to_compute_dtype(z_a), zb = detail::to_compute_dtype(z_b);
-  const double inv_count = o.invariance() == InvarianceNorm::ElementMean
-                               ? static_cast<double>(za.numel())
-                               : static_cast<double>(za.numel() / za.size(-1));
+  const double inv_count = invariance_count(za, o);
   FusedForward r;
   const auto za3 = detail::as_positions(za), zb3 = detail::as_positions(zb);
   ViewForward fa, fb;
@@ -180,9 +186,7 @@ std::tuple<Tensor, Tensor> fused_backward(const Tensor& g_loss, const Tensor& g_
   TORCH_CHECK(saved.size() == 6, "_vicreg_loss_fused_backward: expected 6 saved tensors, got ",
               saved.size());
   const auto za = detail::to_compute_dtype(z_a), zb = detail::to_compute_dtype(z_b);
-  const double inv_count = o.invariance() == InvarianceNorm::ElementMean
-                               ? static_cast<double>(za.numel())
-                               : static_cast<double>(za.numel() / za.size(-1));
+  const double inv_count = invariance_count(za, o);
   const auto w_inv = (g_loss * o.inv_coeff() + g_inv) * (2.0 / inv_count);
   const auto w_var = g_loss * o.var_coeff() + g_var;
   const auto w_cov = g_loss * o.cov_coeff() + g_cov;
