@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <torch/version.h>
+
 #include "detail.h"
 #include "vicreg/distributed.h"
 
@@ -103,6 +105,23 @@ int env_int(const char* name) {
   return static_cast<int>(x);
 }
 
+// A ProcessGroup whose collectives run on Gloo. LibTorch 1.x: ProcessGroupGloo is a
+// ProcessGroup. LibTorch 2.x split them: ProcessGroupGloo is a Backend, registered on a
+// ProcessGroup for CPU tensors.
+c10::intrusive_ptr<c10d::ProcessGroup> gloo_process_group(
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+    const c10::intrusive_ptr<c10d::ProcessGroupGloo::Options>& options) {
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+#if TORCH_VERSION_MAJOR >= 2
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+  pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+  return pg;
+#else
+  return gloo;
+#endif
+}
+
 }  // namespace
 
 Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
@@ -139,8 +158,7 @@ std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& st
               " and size ", size);
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  return std::make_shared<Group>(
-      c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options), timeout);
+  return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
 }
 
 std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
@@ -159,11 +177,14 @@ std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
   so.isServer = rank == 0;
   so.numWorkers = size;
   so.timeout = timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  // 2.4 made the libuv server the default; builds without libuv (Debian's) refuse it.
+  so.useLibUV = false;
+#endif
   auto store = c10::make_intrusive<c10d::TCPStore>(addr, so);
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  return std::make_shared<Group>(
-      c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options), timeout);
+  return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
 }
 
 }  // namespace vicreg::distributed
