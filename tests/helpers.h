@@ -159,11 +159,24 @@ inline std::vector<DeviceDtype> device_dtype_grid() {
           {torch::kCUDA, torch::kFloat32}};
 }
 
+// Base of the (device, dtype)-parameterized suites: skips CUDA without a GPU, gives the tensor
+// options and the comparison tolerance (1e-10 relative in float64, 1e-5 in float32).
+class DeviceDtypeTest : public ::testing::TestWithParam<DeviceDtype> {
+ protected:
+  void SetUp() override;
+  torch::TensorOptions opts() const {
+    return torch::TensorOptions().device(GetParam().device).dtype(GetParam().dtype);
+  }
+  double tol() const { return GetParam().dtype == torch::kFloat64 ? 1e-10 : 1e-5; }
+};
+
 #define VICREG_SKIP_IF_NO_DEVICE(device)                                         \
   do {                                                                           \
     if ((device) == torch::kCUDA && !torch::cuda::is_available())                \
       GTEST_SKIP() << "CUDA is not available on this machine (no GPU found)";  \
   } while (0)
+
+inline void DeviceDtypeTest::SetUp() { VICREG_SKIP_IF_NO_DEVICE(GetParam().device); }
 
 // Asserts that `stmt` throws a c10::Error whose message contains `needle`.
 #define EXPECT_THROW_WITH(stmt, needle)                                                   \

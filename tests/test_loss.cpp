@@ -11,14 +11,7 @@ const std::vector<std::string> kPresets = {"reference", "paper", "article"};
 
 VICRegLossOptions with_backward(VICRegLossOptions o, Backward b) { return o.backward(b); }
 
-class LossTest : public ::testing::TestWithParam<DeviceDtype> {
- protected:
-  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam().device); }
-  torch::TensorOptions opts() const {
-    return torch::TensorOptions().device(GetParam().device).dtype(GetParam().dtype);
-  }
-  double value_tol() const { return GetParam().dtype == torch::kFloat64 ? 1e-10 : 1e-5; }
-};
+class LossTest : public DeviceDtypeTest {};
 
 // Shapes that take each code path: Gram (n <= d), covariance (n > d), local features.
 const std::vector<std::vector<int64_t>> kShapes = {{8, 12}, {20, 6}, {10, 3, 7}, {9, 2, 2, 5}};
@@ -35,10 +28,10 @@ TEST_P(LossTest, EveryPresetAndBackwardMatchesIndependentFormula) {
           const auto t = functional::vicreg_terms(za, zb, o);
           SCOPED_TRACE(preset + " shape " + c10::str(c10::IntArrayRef(shape)) +
                        (b == Backward::Fused ? " fused" : " autograd"));
-          EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), value_tol());
-          EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), value_tol());
-          EXPECT_LT(rel_error(t.variance.item<double>(), ref.var), value_tol());
-          EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), value_tol());
+          EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), tol());
+          EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), tol());
+          EXPECT_LT(rel_error(t.variance.item<double>(), ref.var), tol());
+          EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), tol());
           EXPECT_EQ(t.loss.dim(), 0);
           EXPECT_EQ(t.loss.scalar_type(), GetParam().dtype);
         }
@@ -55,11 +48,11 @@ TEST_P(LossTest, SingleTermFunctionsMatchIndependentFormula) {
     const auto ref_a = reference_terms(za, za, o);  // inv 0, var = v(a)+v(a), cov = 2 c(a)
     const auto ref = reference_terms(za, zb, o);
     EXPECT_LT(rel_error(functional::invariance_term(za, zb, o).item<double>(), ref.inv),
-              value_tol());
+              tol());
     EXPECT_LT(rel_error(functional::variance_term(za, o).item<double>(), ref_a.var / 2),
-              value_tol());
+              tol());
     EXPECT_LT(rel_error(functional::covariance_term(za, o).item<double>(), ref_a.cov / 2),
-              value_tol());
+              tol());
   }
 }
 
@@ -74,11 +67,11 @@ TEST_P(LossTest, CollapsedBatchGivesHandCheckableTerms) {
       const auto t = functional::vicreg_terms(z, z, o);
       const double per_view = o.variance_form() == VarianceForm::Std ? 1.0 - std::sqrt(1e-4) : 1.0;
       const double views = o.variance_views() == ViewReduction::Mean ? 1.0 : 2.0;
-      EXPECT_NEAR(t.variance.item<double>(), per_view * views, value_tol()) << preset;
+      EXPECT_NEAR(t.variance.item<double>(), per_view * views, tol()) << preset;
       // Exactly 0 up to the rounding of the column means (float32: ~1e-28).
       EXPECT_NEAR(t.covariance.item<double>(), 0.0, 1e-20) << preset;
       EXPECT_EQ(t.invariance.item<double>(), 0.0) << preset;
-      EXPECT_NEAR(t.loss.item<double>(), 25.0 * per_view * views, 25 * value_tol()) << preset;
+      EXPECT_NEAR(t.loss.item<double>(), 25.0 * per_view * views, 25 * tol()) << preset;
     }
   }
 }
@@ -108,8 +101,8 @@ TEST_P(LossTest, HandWrittenBackwardMatchesAutograd) {
         SCOPED_TRACE(preset + " shape " + c10::str(c10::IntArrayRef(shape)));
         EXPECT_EQ(fa.sizes(), za.sizes());
         EXPECT_EQ(fa.scalar_type(), za.scalar_type());
-        EXPECT_LT(rel_error(fa, aa), value_tol());
-        EXPECT_LT(rel_error(fb, ab), value_tol());
+        EXPECT_LT(rel_error(fa, aa), tol());
+        EXPECT_LT(rel_error(fb, ab), tol());
       }
     }
   }
@@ -123,9 +116,9 @@ TEST_P(LossTest, NonContiguousInputsMatchContiguousCopies) {
     const auto o = VICRegLossOptions().backward(b);
     auto [g1a, g1b] = gradients(za, zb, o);
     auto [g2a, g2b] = gradients(za.contiguous(), zb.contiguous(), o);
-    EXPECT_LT(rel_error(functional::vicreg_loss(za, zb, o), functional::vicreg_loss(za.contiguous(), zb.contiguous(), o)), value_tol());
-    EXPECT_LT(rel_error(g1a, g2a), value_tol());
-    EXPECT_LT(rel_error(g1b, g2b), value_tol());
+    EXPECT_LT(rel_error(functional::vicreg_loss(za, zb, o), functional::vicreg_loss(za.contiguous(), zb.contiguous(), o)), tol());
+    EXPECT_LT(rel_error(g1a, g2a), tol());
+    EXPECT_LT(rel_error(g1b, g2b), tol());
   }
 }
 
@@ -138,7 +131,7 @@ TEST_P(LossTest, ModuleForwardEqualsFunctionalAndTerms) {
   EXPECT_LT(rel_error(t.loss.item<double>(),
                       25 * t.invariance.item<double>() + 25 * t.variance.item<double>() +
                           t.covariance.item<double>()),
-            value_tol());
+            tol());
 }
 
 // The fused path has hand-written CPU kernels for its elementwise work and an ATen composition
@@ -161,11 +154,11 @@ TEST_P(LossTest, CpuKernelsAndAtenCompositionBothMatchReference) {
       auto [fa, fb] = gradients(za, zb, o);
       SCOPED_TRACE(std::string(kernels ? "CPU kernels " : "ATen composition ") +
                    c10::str(c10::IntArrayRef(shape)));
-      EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), value_tol());
-      EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), value_tol());
-      EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), value_tol());
-      EXPECT_LT(rel_error(fa, aa), value_tol());
-      EXPECT_LT(rel_error(fb, ab), value_tol());
+      EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), tol());
+      EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), tol());
+      EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), tol());
+      EXPECT_LT(rel_error(fa, aa), tol());
+      EXPECT_LT(rel_error(fb, ab), tol());
     }
   }
 }

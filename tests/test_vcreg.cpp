@@ -17,14 +17,7 @@ struct Layout {
 const std::vector<Layout> kLayouts = {
     {{6, 10}, -1}, {{16, 5}, 1}, {{5, 3, 4}, -1}, {{3, 4, 3, 2}, 1}};
 
-class VCRegTest : public ::testing::TestWithParam<DeviceDtype> {
- protected:
-  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam().device); }
-  torch::TensorOptions opts() const {
-    return torch::TensorOptions().device(GetParam().device).dtype(GetParam().dtype);
-  }
-  double tol() const { return GetParam().dtype == torch::kFloat64 ? 1e-10 : 1e-5; }
-};
+class VCRegTest : public DeviceDtypeTest {};
 
 // Features whose per-channel std sits far from gamma = 1, with correlated channels.
 at::Tensor features(const Layout& l, torch::TensorOptions opts, uint64_t seed) {
