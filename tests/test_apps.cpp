@@ -1,9 +1,9 @@
-// The training program's pieces: IDX reader on good and malformed files made here, the
-// augmentation pipeline, and a smoke run of vicreg_train on a tiny subset.
+// The training program's pieces: the IDX reader on good files made here (malformed ones are
+// rows of test_catalogue.cpp), the augmentation pipeline, and a smoke run of vicreg_train on
+// a tiny subset.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <zlib.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,44 +11,16 @@
 
 #include "data.h"
 #include "eval.h"
+#include "idx_files.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-#define EXPECT_THROW_WITH(stmt, needle)                                                   \
-  do {                                                                                    \
-    try {                                                                                 \
-      (void)(stmt);                                                                       \
-      ADD_FAILURE() << "expected a c10::Error mentioning '" << (needle) << "'";           \
-    } catch (const c10::Error& e) {                                                       \
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();       \
-    }                                                                                     \
-  } while (0)
+using vicreg::testing::idx_bytes;
+using vicreg::testing::write_gz;
 
-fs::path scratch() {
-  auto p = fs::temp_directory_path() / ("vicreg_apps_" + std::to_string(::getpid()));
-  fs::create_directories(p);
-  return p;
-}
-
-void write_gz(const fs::path& path, const std::vector<unsigned char>& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
-            static_cast<int>(bytes.size()));
-  gzclose(f);
-}
-
-std::vector<unsigned char> idx_bytes(std::vector<uint32_t> dims, int64_t payload,
-                                     unsigned char type = 0x08) {
-  std::vector<unsigned char> b = {0, 0, type, static_cast<unsigned char>(dims.size())};
-  for (auto d : dims) {
-    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<unsigned char>(d >> s));
-  }
-  for (int64_t i = 0; i < payload; ++i) b.push_back(static_cast<unsigned char>(i * 7));
-  return b;
-}
+fs::path scratch() { return vicreg::testing::scratch_dir("apps"); }
 
 TEST(IdxReader, ReadsAGoodFileWithItsShapeAndBytes) {
   const auto p = scratch() / "good.gz";
@@ -59,31 +31,10 @@ TEST(IdxReader, ReadsAGoodFileWithItsShapeAndBytes) {
   EXPECT_EQ(t.flatten()[59].item<int>(), (59 * 7) % 256);
 }
 
-TEST(IdxReader, MalformedFilesGetErrorsNamingTheFile) {
-  const auto dir = scratch();
-  write_gz(dir / "magic.gz", {1, 2, 8, 1, 0, 0, 0, 1, 9});
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "magic.gz").string()), "wrong magic number");
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "magic.gz").string()), "magic.gz");
-  write_gz(dir / "type.gz", idx_bytes({4}, 4, 0x0D));
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "type.gz").string()), "type 0x08");
-  write_gz(dir / "short.gz", idx_bytes({10, 10}, 99));
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "short.gz").string()), "truncated");
-  write_gz(dir / "header.gz", {0, 0, 8, 3, 0, 0});
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "header.gz").string()), "truncated");
-  write_gz(dir / "long.gz", idx_bytes({10}, 11));
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "long.gz").string()), "size mismatch");
-  std::ofstream(dir / "plain.idx", std::ios::binary) << std::string("\0\0\x08\x01", 4);
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "plain.idx").string()), "not a gzip file");
-  EXPECT_THROW_WITH(vicreg::apps::read_idx_gz((dir / "missing.gz").string()), "cannot open");
-}
-
-TEST(IdxReader, ImagesAndLabelsMustAgreeInCount) {
+TEST(IdxReader, LoadsImagesAndLabelsScaledAndLimited) {
   const auto dir = scratch() / "set";
   fs::create_directories(dir);
   write_gz(dir / "train-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
-  write_gz(dir / "train-labels-idx1-ubyte.gz", idx_bytes({4}, 4));
-  EXPECT_THROW_WITH(vicreg::apps::load_mnist_format(dir.string(), "train"),
-                    "has 5 images but");
   write_gz(dir / "train-labels-idx1-ubyte.gz", idx_bytes({5}, 5));
   const auto set = vicreg::apps::load_mnist_format(dir.string(), "train", 3);
   EXPECT_EQ(set.images.sizes(), (std::vector<int64_t>{3, 1, 28, 28}));
@@ -103,7 +54,6 @@ TEST(Augment, ShapesRangesDifferentViewsAndDeterminism) {
   EXPECT_LE(a.max().item<float>(), 1.0f);
   EXPECT_GT((a - b).abs().mean().item<float>(), 0.01f);  // two views differ
   EXPECT_TRUE(torch::equal(a, a2));                       // same seed, same views
-  EXPECT_THROW_WITH(vicreg::apps::augment(torch::rand({28, 28}), g1), "[B, C, H, W]");
 }
 
 TEST(Probes, SeparableDataIsClassifiedAndCollapseIsDetected) {

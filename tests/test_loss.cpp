@@ -269,42 +269,7 @@ INSTANTIATE_TEST_SUITE_P(DeviceDtype, HalfTest,
 
 // ---- bad input ----------------------------------------------------------------------------
 
-TEST(BadInput, EachInvalidInputGetsItsError) {
-  const auto z = torch::randn({8, 4});
-  const auto opt = [] { return VICRegLossOptions(); };
-  for (auto b : {Backward::Fused, Backward::Autograd}) {
-    const auto o = opt().backward(b);
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, torch::randn({8, 5}), o), "same shape");
-    EXPECT_THROW_WITH(functional::vicreg_loss(torch::randn({8}), torch::randn({8}), o),
-                      "at least 2 dims");
-    EXPECT_THROW_WITH(functional::vicreg_loss(torch::randn({1, 4}), torch::randn({1, 4}), o),
-                      "n >= 2");
-    EXPECT_THROW_WITH(functional::vicreg_loss(torch::ones({8, 4}, torch::kLong),
-                                              torch::ones({8, 4}, torch::kLong), o),
-                      "floating-point dtype");
-    EXPECT_THROW_WITH(functional::vicreg_loss(torch::ones({8, 4}, torch::kBool),
-                                              torch::ones({8, 4}, torch::kBool), o),
-                      "floating-point dtype");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z.to(torch::kFloat64), o), "same dtype");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z.to(torch::Device("meta")), o), "same device");
-    EXPECT_THROW_WITH(functional::vicreg_loss(torch::randn({8, 0}), torch::randn({8, 0}), o),
-                      "empty");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().inv_coeff(NAN).backward(b)),
-                      "inv_coeff must be a finite number >= 0, got nan");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().var_coeff(-1).backward(b)),
-                      "var_coeff must be a finite number >= 0, got -1");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().cov_coeff(-0.5).backward(b)),
-                      "cov_coeff must be a finite number >= 0, got -0.5");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().gamma(0).backward(b)),
-                      "gamma must be a finite number > 0, got 0");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().gamma(NAN).backward(b)),
-                      "gamma must be a finite number > 0");
-    EXPECT_THROW_WITH(functional::vicreg_loss(z, z, opt().eps(-1e-4).backward(b)),
-                      "eps must be a finite number >= 0, got -0.0001");
-  }
-  EXPECT_THROW_WITH(VICRegLoss(VICRegLossOptions().var_coeff(-2)), "var_coeff must be");
-  EXPECT_THROW_WITH(VICRegLossOptions::preset("lightly"), "unknown convention 'lightly'");
-}
+// Invalid inputs and their errors: test_catalogue.cpp.
 
 TEST(BadInput, NonFiniteEmbeddingsPropagateOrRaiseWithCheckFinite) {
   auto z = torch::randn({8, 4});

@@ -182,24 +182,7 @@ TEST(VCRegHalf, Float16AndBFloat16GradientsAreFiniteAndCloseToFloat32) {
   }
 }
 
-TEST(VCRegBadInput, EachInvalidInputGetsItsError) {
-  const auto x = torch::randn({8, 4});
-  EXPECT_THROW_WITH(functional::vcreg(torch::randn({1, 4})), "at least 2 samples");
-  EXPECT_THROW_WITH(functional::vcreg(torch::ones({8, 4}, torch::kInt)), "floating-point dtype");
-  EXPECT_THROW_WITH(functional::vcreg(x, VCRegOptions().channel_dim(2)),
-                    "channel_dim 2 is out of range");
-  EXPECT_THROW_WITH(functional::vcreg(x, VCRegOptions().var_coeff(-1)),
-                    "var_coeff must be a finite number >= 0, got -1");
-  EXPECT_THROW_WITH(functional::vcreg(x, VCRegOptions().cov_coeff(NAN)),
-                    "cov_coeff must be a finite number >= 0");
-  EXPECT_THROW_WITH(functional::vcreg(x, VCRegOptions().gamma(-1)), "gamma must be");
-  EXPECT_THROW_WITH(functional::vcreg_penalty(torch::randn({4})), "at least 2 dims");
-  EXPECT_THROW_WITH(VCReg(VCRegOptions().eps(-1)), "eps must be a finite number >= 0");
-  auto xr = x.clone().requires_grad_(true);
-  auto y = functional::vcreg(xr);
-  EXPECT_THROW_WITH(torch::autograd::grad({y.sum()}, {xr}, {}, true, true),
-                    "double backward through the VCReg layer is not supported");
-}
+// Invalid inputs and their errors: test_catalogue.cpp.
 
 }  // namespace
 }  // namespace vicreg::testing

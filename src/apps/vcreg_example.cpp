@@ -36,6 +36,7 @@ Stats layer_stats(const torch::Tensor& h, const vicreg::VCRegOptions& o) {
 
 int main(int argc, char** argv) {
   vicreg::apps::ensure_passive_openmp(argv);
+  vicreg::apps::keep_freed_memory();
   CLI::App app{"Train an MLP classifier with and without VCReg layers and compare"};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t epochs = 3, train_subset = 20000, batch = 128;

@@ -374,6 +374,7 @@ int run(const Config& c) {
 
 int main(int argc, char** argv) {
   vicreg::apps::ensure_passive_openmp(argv);
+  vicreg::apps::keep_freed_memory();
   Config c;
   CLI::App app{"Train a CNN encoder with VICReg on Fashion-MNIST and evaluate what it learned"};
   app.add_option("--data-dir", c.data_dir, "directory with the *-ubyte.gz IDX files")

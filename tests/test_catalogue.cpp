@@ -1,0 +1,358 @@
+// The bad-input catalogue: one row per invalid input to every check of the public API, the
+// options, the registered operators, the IDX reader and the distributed helpers. Each row
+// must end in a c10::Error whose message contains the expected words (what was expected and
+// what came), never in a crash, a hang or a number. Rows that need more than one process
+// (ranks disagreeing on the feature dims, a rank exiting early) are in test_distributed.cpp.
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include "data.h"
+#include "helpers.h"
+#include "idx_files.h"
+#ifdef VICREG_WITH_DISTRIBUTED
+#include "vicreg/distributed.h"
+#endif
+
+namespace vicreg::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Row {
+  std::string what;             // the invalid input, in words
+  std::function<void()> call;   // must throw c10::Error
+  std::string needle;           // ... whose message contains this
+};
+
+// Calls a registered operator boxed, with every argument given (as TorchScript does).
+void call_op(const char* name, std::vector<c10::IValue> args) {
+  const auto& op = c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+  torch::jit::Stack stack(std::make_move_iterator(args.begin()),
+                          std::make_move_iterator(args.end()));
+  op.callBoxed(&stack);
+}
+
+std::vector<c10::IValue> custom_args(at::Tensor a, at::Tensor b, const char* invariance,
+                                     const char* form, const char* views, const char* norm) {
+  return {a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, std::string(invariance), std::string(form),
+          std::string(views), std::string(norm), true, false};
+}
+
+// Sets the torchrun variables for one row and restores a clean environment afterwards.
+using Vars = std::vector<std::pair<const char*, const char*>>;
+struct Env {
+  explicit Env(const Vars& vars) {
+    clear();
+    for (auto& [k, v] : vars) ::setenv(k, v, 1);
+  }
+  ~Env() { clear(); }
+  static void clear() {
+    for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+  }
+};
+
+void add_loss_rows(std::vector<Row>& rows) {
+  const auto z = torch::randn({8, 4});
+  for (auto b : {Backward::Fused, Backward::Autograd}) {
+    const std::string tag = b == Backward::Fused ? " (fused)" : " (autograd)";
+    const auto o = [b] { return VICRegLossOptions().backward(b); };
+    auto loss = [](at::Tensor a, at::Tensor c, VICRegLossOptions opt) {
+      return [a, c, opt] { functional::vicreg_loss(a, c, opt); };
+    };
+    rows.push_back({"views of different shapes" + tag, loss(z, torch::randn({8, 5}), o()),
+                    "same shape"});
+    rows.push_back({"1-dim views" + tag, loss(torch::randn({8}), torch::randn({8}), o()),
+                    "at least 2 dims"});
+    rows.push_back({"a single sample" + tag, loss(torch::randn({1, 4}), torch::randn({1, 4}), o()),
+                    "n >= 2"});
+    rows.push_back({"int64 views" + tag,
+                    loss(torch::ones({8, 4}, torch::kLong), torch::ones({8, 4}, torch::kLong), o()),
+                    "floating-point dtype"});
+    rows.push_back({"bool views" + tag,
+                    loss(torch::ones({8, 4}, torch::kBool), torch::ones({8, 4}, torch::kBool), o()),
+                    "floating-point dtype"});
+    rows.push_back({"views of different dtypes" + tag, loss(z, z.to(torch::kFloat64), o()),
+                    "same dtype"});
+    rows.push_back({"views on different devices" + tag, loss(z, z.to(torch::Device("meta")), o()),
+                    "same device"});
+    rows.push_back({"zero features" + tag, loss(torch::randn({8, 0}), torch::randn({8, 0}), o()),
+                    "empty"});
+    rows.push_back({"sparse views" + tag, loss(z.to_sparse(), z.to_sparse(), o()),
+                    "dense (strided)"});
+    rows.push_back({"an undefined view" + tag, loss(z, at::Tensor(), o()),
+                    "two defined tensors"});
+    rows.push_back({"inv_coeff NaN" + tag, loss(z, z, o().inv_coeff(NAN)),
+                    "inv_coeff must be a finite number >= 0, got nan"});
+    rows.push_back({"var_coeff < 0" + tag, loss(z, z, o().var_coeff(-1)),
+                    "var_coeff must be a finite number >= 0, got -1"});
+    rows.push_back({"cov_coeff < 0" + tag, loss(z, z, o().cov_coeff(-0.5)),
+                    "cov_coeff must be a finite number >= 0, got -0.5"});
+    rows.push_back({"cov_coeff Inf" + tag, loss(z, z, o().cov_coeff(INFINITY)),
+                    "cov_coeff must be a finite number >= 0, got inf"});
+    rows.push_back({"gamma 0" + tag, loss(z, z, o().gamma(0)),
+                    "gamma must be a finite number > 0, got 0"});
+    rows.push_back({"gamma NaN" + tag, loss(z, z, o().gamma(NAN)),
+                    "gamma must be a finite number > 0"});
+    rows.push_back({"eps < 0" + tag, loss(z, z, o().eps(-1e-4)),
+                    "eps must be a finite number >= 0, got -0.0001"});
+    auto nan_z = z.clone();
+    nan_z[3][2] = NAN;
+    rows.push_back({"check_finite with a NaN in z_b" + tag,
+                    loss(z, nan_z, o().check_finite(true)), "z_b contains NaN or Inf"});
+    const auto huge = torch::randn({8, 4}) * 1e18;  // finite, but its covariance overflows
+    rows.push_back({"check_finite with an overflowing covariance" + tag,
+                    loss(huge, huge, o().check_finite(true)), "the loss is not finite"});
+  }
+  rows.push_back({"invariance_term on different shapes",
+                  [z] { functional::invariance_term(z, torch::randn({8, 3})); }, "same shape"});
+  rows.push_back({"variance_term on a 1-dim tensor",
+                  [] { functional::variance_term(torch::randn({8})); }, "at least 2 dims"});
+  rows.push_back({"variance_term with gamma < 0",
+                  [z] { functional::variance_term(z, VICRegLossOptions().gamma(-1)); },
+                  "gamma must be"});
+  rows.push_back({"covariance_term on int32",
+                  [] { functional::covariance_term(torch::ones({8, 4}, torch::kInt)); },
+                  "floating-point dtype"});
+  rows.push_back({"module built with var_coeff < 0",
+                  [] { VICRegLoss(VICRegLossOptions().var_coeff(-2)); }, "var_coeff must be"});
+  rows.push_back({"module forward on mismatched views",
+                  [z] { VICRegLoss()->forward(z, torch::randn({7, 4})); }, "same shape"});
+  rows.push_back({"unknown preset name", [] { VICRegLossOptions::preset("lightly"); },
+                  "unknown convention 'lightly'"});
+#ifndef VICREG_WITH_DISTRIBUTED
+  rows.push_back({"process_group in a build without distributed", [z] {
+                    functional::vicreg_loss(z, z, VICRegLossOptions().process_group(nullptr));
+                  }, "no distributed support"});
+#endif
+}
+
+void add_operator_rows(std::vector<Row>& rows) {
+  const auto z = torch::randn({8, 4});
+  rows.push_back({"vicreg_loss op: unknown convention", [z] {
+                    call_op("vicreg::vicreg_loss", {z, z, 25.0, 25.0, 1.0, 1.0, 1e-4,
+                                                    std::string("solo-learn"), true});
+                  }, "unknown convention 'solo-learn'"});
+  rows.push_back({"vicreg_loss op: views of different shapes", [z] {
+                    call_op("vicreg::vicreg_loss", {z, torch::randn({8, 2}), 25.0, 25.0, 1.0, 1.0,
+                                                    1e-4, std::string("reference"), true});
+                  }, "same shape"});
+  rows.push_back({"vicreg_loss_custom op: unknown invariance", [z] {
+                    call_op("vicreg::vicreg_loss_custom",
+                            custom_args(z, z, "l2", "std", "mean", "unbiased"));
+                  }, "unknown invariance 'l2'"});
+  rows.push_back({"vicreg_loss_custom op: unknown variance_form", [z] {
+                    call_op("vicreg::vicreg_loss_custom",
+                            custom_args(z, z, "element_mean", "mad", "mean", "unbiased"));
+                  }, "unknown variance_form 'mad'"});
+  rows.push_back({"vicreg_loss_custom op: unknown variance_views", [z] {
+                    call_op("vicreg::vicreg_loss_custom",
+                            custom_args(z, z, "element_mean", "std", "max", "unbiased"));
+                  }, "unknown variance_views 'max'"});
+  rows.push_back({"vicreg_loss_custom op: unknown covariance_norm", [z] {
+                    call_op("vicreg::vicreg_loss_custom",
+                            custom_args(z, z, "element_mean", "std", "mean", "population"));
+                  }, "unknown covariance_norm 'population'"});
+  rows.push_back({"_vicreg_loss_fused op: invalid config", [z] {
+                    call_op("vicreg::_vicreg_loss_fused",
+                            {z, z, 25.0, 25.0, 1.0, 1.0, 1e-4, int64_t{99}});
+                  }, "invalid internal config 99"});
+  rows.push_back({"_vicreg_loss_fused_backward op: wrong gradient list", [z] {
+                    call_op("vicreg::_vicreg_loss_fused_backward",
+                            {std::vector<at::Tensor>{}, z, z, std::vector<at::Tensor>(6, z), 25.0,
+                             25.0, 1.0, 1.0, 1e-4, int64_t{0}});
+                  }, "expected 4 output gradients, got 0"});
+  rows.push_back({"_vicreg_loss_fused_backward op: wrong saved list", [z] {
+                    call_op("vicreg::_vicreg_loss_fused_backward",
+                            {std::vector<at::Tensor>(4, torch::ones({})), z, z,
+                             std::vector<at::Tensor>{z}, 25.0, 25.0, 1.0, 1.0, 1e-4, int64_t{0}});
+                  }, "expected 6 saved tensors, got 1"});
+  rows.push_back({"double backward through the fused backward", [] {
+                    auto a = torch::randn({8, 4}, torch::kFloat64).requires_grad_(true);
+                    auto b = torch::randn({8, 4}, torch::kFloat64);
+                    auto loss = functional::vicreg_loss(a, b);
+                    auto g = torch::autograd::grad({loss}, {a}, {}, true, true)[0];
+                    torch::autograd::grad({g.sum()}, {a});
+                  }, "double backward through the hand-written (fused) backward"});
+  rows.push_back({"vcreg op: unknown variance_form", [z] {
+                    call_op("vicreg::vcreg", {z, 1.0, 1.0, 1.0, 1e-4, int64_t{-1},
+                                              std::string("mad")});
+                  }, "unknown variance_form 'mad'"});
+  rows.push_back({"_vcreg_backward op: gradient of another shape", [z] {
+                    call_op("vicreg::_vcreg_backward", {torch::randn({8, 3}), z, 1.0, 1.0, 1.0,
+                                                        1e-4, int64_t{-1}, std::string("std")});
+                  }, "grad must have the shape of x"});
+}
+
+void add_vcreg_rows(std::vector<Row>& rows) {
+  const auto x = torch::randn({8, 4});
+  auto vc = [](at::Tensor t, VCRegOptions o) { return [t, o] { functional::vcreg(t, o); }; };
+  rows.push_back({"vcreg: a single sample", vc(torch::randn({1, 4}), {}), "at least 2 samples"});
+  rows.push_back({"vcreg: int32 input", vc(torch::ones({8, 4}, torch::kInt), {}),
+                  "floating-point dtype"});
+  rows.push_back({"vcreg: channel_dim out of range", vc(x, VCRegOptions().channel_dim(2)),
+                  "channel_dim 2 is out of range"});
+  rows.push_back({"vcreg: var_coeff < 0", vc(x, VCRegOptions().var_coeff(-1)),
+                  "var_coeff must be a finite number >= 0, got -1"});
+  rows.push_back({"vcreg: cov_coeff NaN", vc(x, VCRegOptions().cov_coeff(NAN)),
+                  "cov_coeff must be a finite number >= 0"});
+  rows.push_back({"vcreg: gamma < 0", vc(x, VCRegOptions().gamma(-1)), "gamma must be"});
+  rows.push_back({"vcreg: empty input", vc(torch::randn({0, 4}), {}), "empty tensor"});
+  rows.push_back({"vcreg: sparse input", vc(x.to_sparse(), {}), "dense (strided)"});
+  rows.push_back({"vcreg_penalty: 1-dim input", [] { functional::vcreg_penalty(torch::randn({4})); },
+                  "at least 2 dims"});
+  rows.push_back({"VCReg module built with eps < 0", [] { VCReg(VCRegOptions().eps(-1)); },
+                  "eps must be a finite number >= 0"});
+  rows.push_back({"double backward through the VCReg layer", [x] {
+                    auto xr = x.clone().requires_grad_(true);
+                    auto y = functional::vcreg(xr);
+                    torch::autograd::grad({y.sum()}, {xr}, {}, true, true);
+                  }, "double backward through the VCReg layer is not supported"});
+}
+
+void add_idx_rows(std::vector<Row>& rows) {
+  namespace fs = std::filesystem;
+  const auto dir = scratch_dir("catalogue");
+  auto read = [dir](const std::string& name) {
+    return [p = (dir / name).string()] { vicreg::apps::read_idx_gz(p); };
+  };
+  write_gz(dir / "magic.gz", {1, 2, 8, 1, 0, 0, 0, 1, 9});
+  rows.push_back({"IDX: wrong magic number", read("magic.gz"), "wrong magic number"});
+  rows.push_back({"IDX: the error names the file", read("magic.gz"), "magic.gz"});
+  write_gz(dir / "type.gz", idx_bytes({4}, 4, 0x0D));
+  rows.push_back({"IDX: element type other than ubyte", read("type.gz"), "type 0x08"});
+  write_gz(dir / "ndim0.gz", idx_bytes({}, 0));
+  rows.push_back({"IDX: 0 dims", read("ndim0.gz"), "expected 1 to 4 dims, got 0"});
+  write_gz(dir / "ndim5.gz", idx_bytes({1, 1, 1, 1, 1}, 1));
+  rows.push_back({"IDX: 5 dims", read("ndim5.gz"), "expected 1 to 4 dims, got 5"});
+  write_gz(dir / "zero.gz", idx_bytes({3, 0}, 0));
+  rows.push_back({"IDX: a dim of size 0", read("zero.gz"), "dim 1 has size 0"});
+  write_gz(dir / "huge.gz", idx_bytes({1u << 30, 1u << 30}, 0));
+  rows.push_back({"IDX: implausibly large header", read("huge.gz"), "implausibly large"});
+  write_gz(dir / "short.gz", idx_bytes({10, 10}, 99));
+  rows.push_back({"IDX: truncated data", read("short.gz"), "truncated"});
+  write_gz(dir / "header.gz", {0, 0, 8, 3, 0, 0});
+  rows.push_back({"IDX: truncated header", read("header.gz"), "truncated"});
+  write_gz(dir / "long.gz", idx_bytes({10}, 11));
+  rows.push_back({"IDX: more data than the header declares", read("long.gz"), "size mismatch"});
+  std::ofstream(dir / "plain.idx", std::ios::binary) << std::string("\0\0\x08\x01", 4);
+  rows.push_back({"IDX: not gzip-compressed", read("plain.idx"), "not a gzip file"});
+  {
+    // A gzip stream cut in the middle: zlib reports the corruption.
+    write_gz(dir / "whole.gz", idx_bytes({4000}, 4000));
+    std::ifstream in(dir / "whole.gz", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(dir / "cut.gz", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  rows.push_back({"IDX: gzip stream cut short", read("cut.gz"), "cut.gz"});
+  rows.push_back({"IDX: missing file", read("missing.gz"), "cannot open"});
+  const auto set = dir / "set";
+  fs::create_directories(set);
+  write_gz(set / "train-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
+  write_gz(set / "train-labels-idx1-ubyte.gz", idx_bytes({4}, 4));
+  write_gz(set / "flat-images-idx3-ubyte.gz", idx_bytes({5, 784}, 5 * 784));
+  write_gz(set / "flat-labels-idx1-ubyte.gz", idx_bytes({5}, 5));
+  write_gz(set / "lab2-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
+  write_gz(set / "lab2-labels-idx1-ubyte.gz", idx_bytes({5, 2}, 10));
+  rows.push_back({"MNIST set: images and labels differ in count",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "train"); },
+                  "has 5 images but"});
+  rows.push_back({"MNIST set: images not [N, H, W]",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "flat"); },
+                  "should hold [N, H, W] images"});
+  rows.push_back({"MNIST set: labels not [N]",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "lab2"); },
+                  "should hold [N] labels"});
+  rows.push_back({"augment: images not [B, C, H, W]", [] {
+                    auto g = at::make_generator<at::CPUGeneratorImpl>(1);
+                    vicreg::apps::augment(torch::rand({28, 28}), g);
+                  }, "[B, C, H, W]"});
+}
+
+#ifdef VICREG_WITH_DISTRIBUTED
+void add_distributed_rows(std::vector<Row>& rows) {
+  namespace d = vicreg::distributed;
+  rows.push_back({"init_from_env: RANK unset", [] {
+                    Env e({{"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"},
+                           {"MASTER_PORT", "29500"}});
+                    d::init_from_env(5s);
+                  }, "environment variable RANK is not set"});
+  rows.push_back({"init_from_env: RANK not a number", [] {
+                    Env e({{"RANK", "x"}, {"WORLD_SIZE", "1"}});
+                    d::init_from_env(5s);
+                  }, "RANK must be a non-negative integer"});
+  rows.push_back({"init_from_env: WORLD_SIZE unset", [] {
+                    Env e(Vars{{"RANK", "0"}});
+                    d::init_from_env(5s);
+                  }, "environment variable WORLD_SIZE is not set"});
+  rows.push_back({"init_from_env: MASTER_ADDR unset", [] {
+                    Env e({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_PORT", "29500"}});
+                    d::init_from_env(5s);
+                  }, "environment variable MASTER_ADDR is not set"});
+  rows.push_back({"init_from_env: RANK >= WORLD_SIZE", [] {
+                    Env e({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
+                           {"MASTER_PORT", "29500"}});
+                    d::init_from_env(5s);
+                  }, "RANK 2 must be below WORLD_SIZE 2"});
+  rows.push_back({"init_from_env: MASTER_PORT out of range", [] {
+                    Env e({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"},
+                           {"MASTER_PORT", "70000"}});
+                    d::init_from_env(5s);
+                  }, "MASTER_PORT 70000 is not a TCP port"});
+  rows.push_back({"Group around a null process group", [] { d::Group(c10::intrusive_ptr<c10d::ProcessGroup>(), 5000ms); },
+                  "expected a process group, got null"});
+  const auto path = (scratch_dir("catalogue") / "filestore").string();
+  rows.push_back({"make_gloo_group: rank outside the world", [path] {
+                    d::make_gloo_group(c10::make_intrusive<c10d::FileStore>(path, 1), 1, 1, 5s);
+                  }, "need 0 <= rank < size, got rank 1 and size 1"});
+  rows.push_back({"Group with a timeout of 0", [path] {
+                    auto g = d::make_gloo_group(
+                        c10::make_intrusive<c10d::FileStore>(path + "1", 1), 0, 1, 5s);
+                    d::Group(g->process_group(), 0ms);
+                  }, "timeout must be > 0 ms"});
+  rows.push_back({"all_gather of an undefined tensor", [path] {
+                    auto g = d::make_gloo_group(
+                        c10::make_intrusive<c10d::FileStore>(path + "2", 1), 0, 1, 5s);
+                    d::all_gather(at::Tensor(), *g);
+                  }, "expected a tensor with a leading batch dim"});
+}
+#endif
+
+std::vector<Row> catalogue() {
+  std::vector<Row> rows;
+  add_loss_rows(rows);
+  add_operator_rows(rows);
+  add_vcreg_rows(rows);
+  add_idx_rows(rows);
+#ifdef VICREG_WITH_DISTRIBUTED
+  add_distributed_rows(rows);
+#endif
+  return rows;
+}
+
+TEST(Catalogue, EveryInvalidInputEndsInAClearError) {
+  const auto rows = catalogue();
+  std::set<std::string> names;
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.what);
+    EXPECT_TRUE(names.insert(r.what).second) << "duplicate row name";
+    EXPECT_THROW_WITH(r.call(), r.needle);
+  }
+#ifdef VICREG_WITH_DISTRIBUTED
+  constexpr size_t kRows = 95;
+#else
+  constexpr size_t kRows = 86;
+#endif
+  // A row added or lost changes the count the README and the issue notes quote.
+  EXPECT_EQ(rows.size(), kRows);
+  RecordProperty("rows", static_cast<int>(rows.size()));
+  std::printf("bad-input catalogue: %zu rows\n", rows.size());
+}
+
+}  // namespace
+}  // namespace vicreg::testing
