@@ -26,6 +26,9 @@ void check_args(const Tensor& x, double var_coeff, double cov_coeff, double gamm
   detail::check_vcreg_input(kName, x, channel_dim);
   detail::check_coefficients(kName, var_coeff, "var_coeff", cov_coeff, "cov_coeff", 0, nullptr);
   detail::check_gamma_eps(kName, gamma, eps);
+  detail::check_options_fit(kName, x.scalar_type(),
+                            {{"var_coeff", var_coeff}, {"cov_coeff", cov_coeff},
+                             {"gamma", gamma}, {"eps", eps}});
 }
 
 // d penalty / d x in x's layout, in the compute dtype.
@@ -56,7 +59,8 @@ Tensor penalty_gradient(const Tensor& x, double var_coeff, double cov_coeff, dou
     }
   }
   // [N, d] -> x's layout: undo the reshape, then move the channels back.
-  auto moved_shape = x.movedim(channel_dim, -1).sizes();
+  // (The shape is copied: sizes() of the temporary movedim view would dangle.)
+  const auto moved_shape = x.movedim(channel_dim, -1).sizes().vec();
   return g.reshape(moved_shape).movedim(-1, channel_dim);
 }
 
