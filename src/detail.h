@@ -33,6 +33,11 @@ void check_coefficients(const char* fn, double a, const char* a_name, double b,
 void check_gamma_eps(const char* fn, double gamma, double eps);
 void check_loss_options(const char* fn, const VICRegLossOptions& o);
 void check_views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b);
+// Options enter the computation as scalars of the compute dtype (float32 for float32, float16
+// and bfloat16 inputs): a value beyond float32's range would make LibTorch throw a bare
+// std::runtime_error mid-way (found by the fuzzer), so it is refused up front, by name.
+void check_options_fit(const char* fn, at::ScalarType input_dtype,
+                       std::initializer_list<std::pair<const char*, double>> options);
 void check_vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim);
 void check_finite_input(const char* fn, const char* name, const at::Tensor& t);
 void check_finite_result(const char* fn, const at::Tensor& loss);

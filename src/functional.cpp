@@ -65,6 +65,8 @@ at::Tensor invariance_term(const at::Tensor& z_a, const at::Tensor& z_b,
 at::Tensor variance_term(const at::Tensor& z, const VICRegLossOptions& o) {
   detail::check_views("variance_term", z, z);
   detail::check_gamma_eps("variance_term", o.gamma(), o.eps());
+  detail::check_options_fit("variance_term", z.scalar_type(),
+                            {{"gamma", o.gamma()}, {"eps", o.eps()}});
   return variance_of_positions(detail::as_positions(detail::to_compute_dtype(z)), o.gamma(),
                                o.eps(), o.variance_form());
 }
@@ -82,6 +84,9 @@ at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
   detail::check_coefficients("vcreg_penalty", o.var_coeff(), "var_coeff", o.cov_coeff(),
                              "cov_coeff", 0, nullptr);
   detail::check_gamma_eps("vcreg_penalty", o.gamma(), o.eps());
+  detail::check_options_fit("vcreg_penalty", x.scalar_type(),
+                            {{"var_coeff", o.var_coeff()}, {"cov_coeff", o.cov_coeff()},
+                             {"gamma", o.gamma()}, {"eps", o.eps()}});
   const auto x2 = detail::as_samples_by_channels(detail::to_compute_dtype(x), o.channel_dim());
   const int64_t n = x2.size(0), c = x2.size(1);
   const auto x3 = x2.unsqueeze(0);

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <limits>
 
 #include "detail.h"
 #include "vicreg/options.h"
@@ -104,6 +105,16 @@ void check_loss_options(const char* fn, const VICRegLossOptions& o) {
   check_coefficients(fn, o.inv_coeff(), "inv_coeff", o.var_coeff(), "var_coeff", o.cov_coeff(),
                      "cov_coeff");
   check_gamma_eps(fn, o.gamma(), o.eps());
+}
+
+void check_options_fit(const char* fn, at::ScalarType input_dtype,
+                       std::initializer_list<std::pair<const char*, double>> options) {
+  if (input_dtype == at::kDouble) return;
+  for (const auto& [name, value] : options) {
+    TORCH_CHECK(std::abs(value) <= std::numeric_limits<float>::max(), fn, ": ", name, " = ",
+                value, " does not fit in float32, the dtype ", input_dtype,
+                " inputs are computed in; expected at most ", std::numeric_limits<float>::max());
+  }
 }
 
 void check_views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b) {

@@ -59,12 +59,12 @@ struct Env {
 
 void add_loss_rows(std::vector<Row>& rows) {
   const auto z = torch::randn({8, 4});
+  auto loss = [](at::Tensor a, at::Tensor c, VICRegLossOptions opt) {
+    return [a, c, opt] { functional::vicreg_loss(a, c, opt); };
+  };
   for (auto b : {Backward::Fused, Backward::Autograd}) {
     const std::string tag = b == Backward::Fused ? " (fused)" : " (autograd)";
     const auto o = [b] { return VICRegLossOptions().backward(b); };
-    auto loss = [](at::Tensor a, at::Tensor c, VICRegLossOptions opt) {
-      return [a, c, opt] { functional::vicreg_loss(a, c, opt); };
-    };
     rows.push_back({"views of different shapes" + tag, loss(z, torch::randn({8, 5}), o()),
                     "same shape"});
     rows.push_back({"1-dim views" + tag, loss(torch::randn({8}), torch::randn({8}), o()),
@@ -109,6 +109,14 @@ void add_loss_rows(std::vector<Row>& rows) {
     rows.push_back({"check_finite with an overflowing covariance" + tag,
                     loss(huge, huge, o().check_finite(true)), "the loss is not finite"});
   }
+  rows.push_back({"float32 views with gamma beyond float32", loss(z, z, VICRegLossOptions().gamma(1e39)),
+                  "gamma = 1e+39 does not fit in float32"});
+  rows.push_back({"float16 views with inv_coeff beyond float32",
+                  loss(z.to(torch::kHalf), z.to(torch::kHalf), VICRegLossOptions().inv_coeff(1e300)),
+                  "inv_coeff = 1e+300 does not fit in float32"});
+  rows.push_back({"variance_term with eps beyond float32",
+                  [z] { functional::variance_term(z, VICRegLossOptions().eps(1e40)); },
+                  "eps = 1e+40 does not fit in float32"});
   rows.push_back({"invariance_term on different shapes",
                   [z] { functional::invariance_term(z, torch::randn({8, 3})); }, "same shape"});
   rows.push_back({"variance_term on a 1-dim tensor",
@@ -204,6 +212,11 @@ void add_vcreg_rows(std::vector<Row>& rows) {
   rows.push_back({"vcreg: gamma < 0", vc(x, VCRegOptions().gamma(-1)), "gamma must be"});
   rows.push_back({"vcreg: empty input", vc(torch::randn({0, 4}), {}), "empty tensor"});
   rows.push_back({"vcreg: sparse input", vc(x.to_sparse(), {}), "dense (strided)"});
+  rows.push_back({"vcreg: float32 input with gamma beyond float32",
+                  vc(x, VCRegOptions().gamma(1e39)), "gamma = 1e+39 does not fit in float32"});
+  rows.push_back({"vcreg_penalty: cov_coeff beyond float32",
+                  [x] { functional::vcreg_penalty(x, VCRegOptions().cov_coeff(1e39)); },
+                  "cov_coeff = 1e+39 does not fit in float32"});
   rows.push_back({"vcreg_penalty: 1-dim input", [] { functional::vcreg_penalty(torch::randn({4})); },
                   "at least 2 dims"});
   rows.push_back({"VCReg module built with eps < 0", [] { VCReg(VCRegOptions().eps(-1)); },
@@ -344,9 +357,9 @@ TEST(Catalogue, EveryInvalidInputEndsInAClearError) {
     EXPECT_THROW_WITH(r.call(), r.needle);
   }
 #ifdef VICREG_WITH_DISTRIBUTED
-  constexpr size_t kRows = 95;
+  constexpr size_t kRows = 100;
 #else
-  constexpr size_t kRows = 86;
+  constexpr size_t kRows = 91;
 #endif
   // A row added or lost changes the count the README and the issue notes quote.
   EXPECT_EQ(rows.size(), kRows);

@@ -5,12 +5,29 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace vicreg::cpu {
 namespace {
 
 constexpr int64_t kBlock = 256;  // columns per task: accumulators stay in L1
+
+// double -> scalar_t as float arithmetic would round it: beyond the range, +-Inf. (A plain
+// static_cast of an out-of-range double to float is undefined behaviour; huge but finite
+// inputs, e.g. 1e30 squared, reach it. Found by the fuzzer.)
+template <typename T>
+T saturate(double v) {
+  if constexpr (std::is_same_v<T, double>) {
+    return v;
+  } else {
+    constexpr double kMax = std::numeric_limits<T>::max();
+    if (v > kMax) return std::numeric_limits<T>::infinity();
+    if (v < -kMax) return -std::numeric_limits<T>::infinity();
+    return static_cast<T>(v);
+  }
+}
 
 }  // namespace
 
@@ -68,8 +85,8 @@ CenteredPair center_pair(const at::Tensor& a3_in, const at::Tensor& b3_in) {
           scalar_t* oa = za + (p * n + i) * d + j0;
           scalar_t* ob = zb + (p * n + i) * d + j0;
           for (int64_t j = 0; j < w; ++j) {
-            const scalar_t ca = static_cast<scalar_t>(ra[j] - mean_a[j]);
-            const scalar_t cb = static_cast<scalar_t>(rb[j] - mean_b[j]);
+            const scalar_t ca = saturate<scalar_t>(ra[j] - mean_a[j]);
+            const scalar_t cb = saturate<scalar_t>(rb[j] - mean_b[j]);
             oa[j] = ca;
             ob[j] = cb;
             sum_a[j] += static_cast<double>(ca) * ca;
@@ -77,15 +94,17 @@ CenteredPair center_pair(const at::Tensor& a3_in, const at::Tensor& b3_in) {
           }
         }
         for (int64_t j = 0; j < w; ++j) {
-          qa_out[p * d + j0 + j] = static_cast<scalar_t>(sum_a[j]);
-          qb_out[p * d + j0 + j] = static_cast<scalar_t>(sum_b[j]);
+          qa_out[p * d + j0 + j] = saturate<scalar_t>(sum_a[j]);
+          qb_out[p * d + j0 + j] = saturate<scalar_t>(sum_b[j]);
         }
       }
     });
   });
   double total = 0;
   for (double v : partial) total += v;  // fixed order: deterministic
-  r.sq_diff = at::scalar_tensor(total, a3.options());
+  r.sq_diff = at::scalar_tensor(
+      a3.scalar_type() == at::kFloat ? static_cast<double>(saturate<float>(total)) : total,
+      a3.options());
   return r;
 }
 
@@ -103,7 +122,7 @@ at::Tensor combine_gradient(const at::Tensor& zc, const at::Tensor& coef, const 
     const scalar_t* pa = a3.data_ptr<scalar_t>();
     const scalar_t* pb = b3.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    const scalar_t ws = static_cast<scalar_t>(w);
+    const scalar_t ws = saturate<scalar_t>(w);
     const int64_t sa0 = a3.stride(0), sa1 = a3.stride(1), sb0 = b3.stride(0), sb1 = b3.stride(1);
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(d, 1));
     at::parallel_for(0, P * n, grain, [&](int64_t begin, int64_t end) {
