@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -15,6 +16,21 @@
 
 namespace vicreg::distributed {
 namespace {
+
+// Gloo writes to its peers' sockets; a peer that died turns the next write into SIGPIPE, whose
+// default action kills the whole process before Gloo can report the error (seen in the
+// early-exit test). Python ignores SIGPIPE at startup, C++ programs do not: ignore it here,
+// once, unless the program installed its own handler.
+void ignore_sigpipe() {
+  static const bool done = [] {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      std::signal(SIGPIPE, SIG_IGN);
+    }
+    return true;
+  }();
+  (void)done;
+}
 
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const char* what) {
   try {
@@ -156,6 +172,7 @@ std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& st
   TORCH_CHECK(size >= 1 && rank >= 0 && rank < size,
               "vicreg::distributed::make_gloo_group: need 0 <= rank < size, got rank ", rank,
               " and size ", size);
+  ignore_sigpipe();
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
@@ -181,6 +198,7 @@ std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
   // 2.4 made the libuv server the default; builds without libuv (Debian's) refuse it.
   so.useLibUV = false;
 #endif
+  ignore_sigpipe();
   auto store = c10::make_intrusive<c10d::TCPStore>(addr, so);
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());

@@ -40,6 +40,8 @@ VICREG_EXPORT at::Tensor all_gather(const at::Tensor& z, const Group& group);
 VICREG_EXPORT void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group);
 
 /// A Gloo process group (CPU tensors) over `store`; collectives time out after `timeout`.
+/// Both group makers set SIGPIPE to ignored if it has its default action (as Python does), so
+/// that a peer that died is a c10::Error on the other ranks, not a killed process.
 VICREG_EXPORT std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                      int rank, int size,
                                                      std::chrono::milliseconds timeout);
