@@ -9,6 +9,10 @@ packages=(
   python3-torch python3-pytest        # Python and TorchScript tests
   gnuplot-nox dataset-fashion-mnist   # the training job's plots and data
 )
+# --sanitizers: also clang and its runtimes, for cmake/sanitize-check.sh (ASan, UBSan, libFuzzer).
+if [ "${1:-}" = "--sanitizers" ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
