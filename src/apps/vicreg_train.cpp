@@ -46,6 +46,7 @@ struct Config {
   std::string resume;
   bool eval_only = false;
   std::vector<std::string> compare;
+  vicreg::apps::AugmentOptions augment;
   int64_t probe_epochs = 30;
   int64_t knn_k = 10;
 };
@@ -242,8 +243,9 @@ int run(const Config& c) {
         static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
       const auto x = train.images.index_select(0, perm.narrow(0, b * c.batch_size, c.batch_size));
       // channels_last: oneDNN's convolutions run ~1.5x faster on it here.
-      const auto va = vicreg::apps::augment(x, gen).contiguous(at::MemoryFormat::ChannelsLast);
-      const auto vb = vicreg::apps::augment(x, gen).contiguous(at::MemoryFormat::ChannelsLast);
+      const auto cl = at::MemoryFormat::ChannelsLast;
+      const auto va = vicreg::apps::augment(x, gen, c.augment).contiguous(cl);
+      const auto vb = vicreg::apps::augment(x, gen, c.augment).contiguous(cl);
       const auto terms = criterion->terms(projector->forward(encoder->forward(va)),
                                           projector->forward(encoder->forward(vb)));
       optimizer.zero_grad();
@@ -414,6 +416,9 @@ int main(int argc, char** argv) {
   app.add_flag("--eval-only", c.eval_only, "evaluate the --resume checkpoint without training");
   app.add_option("--compare", c.compare,
                  "other run directories whose embedding std curve std.png overlays");
+  app.add_option("--min-scale", c.augment.min_scale,
+                 "random resized crop: smallest area fraction kept")
+      ->capture_default_str()->check(CLI::Range(0.01, 1.0));
   app.add_option("--probe-epochs", c.probe_epochs, "epochs of the linear probe")
       ->capture_default_str();
   app.add_option("--knn-k", c.knn_k, "neighbours of the k-NN classifier")->capture_default_str();
