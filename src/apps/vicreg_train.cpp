@@ -20,6 +20,9 @@
 #include "eval.h"
 #include "omp_env.h"
 #include "vicreg/vicreg.h"
+#ifdef VICREG_WITH_DISTRIBUTED
+#include "vicreg/distributed.h"
+#endif
 
 namespace fs = std::filesystem;
 using vicreg::apps::ImageSet;
@@ -47,6 +50,7 @@ struct Config {
   bool eval_only = false;
   std::vector<std::string> compare;
   vicreg::apps::AugmentOptions augment;
+  bool distributed = false;
   int64_t probe_epochs = 30;
   int64_t knn_k = 10;
 };
@@ -193,6 +197,23 @@ int run(const Config& c) {
   TORCH_CHECK(c.backward == "fused" || c.backward == "autograd",
               "--backward: expected 'fused' or 'autograd', got '", c.backward, "'");
   opts.backward(c.backward == "fused" ? vicreg::Backward::Fused : vicreg::Backward::Autograd);
+  // Data parallel (--distributed): every rank sees the same batches and augmentations (same
+  // seeds), trains on its shard of each batch with the loss gathered over all ranks, and
+  // averages gradients over the group, so the ranks stay in sync. Rank 0 evaluates and writes
+  // the outputs; BatchNorm statistics are per rank (no SyncBatchNorm), so the run is close to,
+  // not equal to, the single process on the whole batch.
+  int rank = 0, world = 1;
+#ifdef VICREG_WITH_DISTRIBUTED
+  std::shared_ptr<vicreg::distributed::Group> group;
+  if (c.distributed) {
+    group = vicreg::distributed::init_from_env(std::chrono::seconds(120));
+    rank = group->rank();
+    world = group->size();
+    opts.process_group(group);
+  }
+#else
+  TORCH_CHECK(!c.distributed, "--distributed: this build of vicreg has no distributed support");
+#endif
   vicreg::VICRegLoss criterion(opts);
 
   ImageSet train = vicreg::apps::load_mnist_format(c.data_dir, "train", c.train_subset);
@@ -200,6 +221,7 @@ int run(const Config& c) {
   fmt::print("data: {} train / {} test images from {}\nloss: {}\nthreads: {}\n",
              train.images.size(0), test.images.size(0), c.data_dir,
              c10::str(*criterion), torch::get_num_threads());
+  if (world > 1) fmt::print("data parallel: rank {} of {}\n", rank, world);
 
   auto encoder = make_encoder(widths, c.pool);
   auto projector = make_projector(repr_dim, dims);
@@ -215,6 +237,12 @@ int run(const Config& c) {
   const int64_t n = train.images.size(0);
   TORCH_CHECK(n >= c.batch_size && c.batch_size >= 2, "need at least one batch: ", n,
               " train images, batch size ", c.batch_size);
+  TORCH_CHECK(c.batch_size >= 2 * world, "--batch-size ", c.batch_size,
+              " is too small for ", world, " ranks: each rank needs at least 2 images");
+  // This rank's rows of every batch (the first batch_size % world ranks take one more).
+  const int64_t shard_begin =
+      rank * (c.batch_size / world) + std::min<int64_t>(rank, c.batch_size % world);
+  const int64_t shard_size = c.batch_size / world + (rank < c.batch_size % world ? 1 : 0);
   const int64_t steps_per_epoch = n / c.batch_size;
   int64_t total_steps = c.eval_only ? 0 : steps_per_epoch * c.epochs;
   if (c.max_steps > 0) total_steps = std::min(total_steps, c.max_steps);
@@ -244,12 +272,22 @@ int run(const Config& c) {
       const auto x = train.images.index_select(0, perm.narrow(0, b * c.batch_size, c.batch_size));
       // channels_last: oneDNN's convolutions run ~1.5x faster on it here.
       const auto cl = at::MemoryFormat::ChannelsLast;
-      const auto va = vicreg::apps::augment(x, gen, c.augment).contiguous(cl);
-      const auto vb = vicreg::apps::augment(x, gen, c.augment).contiguous(cl);
+      // Every rank augments the whole batch (same generator stream), then takes its shard.
+      const auto va = vicreg::apps::augment(x, gen, c.augment)
+                          .narrow(0, shard_begin, shard_size).contiguous(cl);
+      const auto vb = vicreg::apps::augment(x, gen, c.augment)
+                          .narrow(0, shard_begin, shard_size).contiguous(cl);
       const auto terms = criterion->terms(projector->forward(encoder->forward(va)),
                                           projector->forward(encoder->forward(vb)));
       optimizer.zero_grad();
       terms.loss.backward();
+#ifdef VICREG_WITH_DISTRIBUTED
+      if (group) {
+        std::vector<at::Tensor> grads;
+        for (auto& p : params) grads.push_back(p.mutable_grad());
+        vicreg::distributed::all_reduce_mean_(grads, *group);
+      }
+#endif
       optimizer.step();
       const double v[4] = {terms.loss.item<double>(), terms.invariance.item<double>(),
                            terms.variance.item<double>(), terms.covariance.item<double>()};
@@ -282,6 +320,17 @@ int run(const Config& c) {
   }
   csv.close();
   const double train_seconds = seconds_since(t_train);
+  if (world > 1) {
+    // Equal on every rank when the gradient averaging kept the replicas in sync.
+    double checksum = 0;
+    for (const auto& p : params) checksum += p.detach().to(at::kDouble).abs().sum().item<double>();
+    fmt::print("rank {}: parameter checksum {:.17g}\n", rank, checksum);
+  }
+  if (rank != 0) {
+    fmt::print("rank {}: trained {} steps in {:.0f} s; rank 0 evaluates and writes the outputs\n",
+               rank, total_steps, train_seconds);
+    return 0;
+  }
   if (total_steps > 0) {
     torch::save(encoder, (out / "encoder.pt").string());
     torch::save(projector, (out / "projector.pt").string());
@@ -419,6 +468,9 @@ int main(int argc, char** argv) {
   app.add_option("--min-scale", c.augment.min_scale,
                  "random resized crop: smallest area fraction kept")
       ->capture_default_str()->check(CLI::Range(0.01, 1.0));
+  app.add_flag("--distributed", c.distributed,
+               "data parallel over the ranks that RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
+               "describe (one process per rank, as torchrun starts them)");
   app.add_option("--probe-epochs", c.probe_epochs, "epochs of the linear probe")
       ->capture_default_str();
   app.add_option("--knn-k", c.knn_k, "neighbours of the k-NN classifier")->capture_default_str();
