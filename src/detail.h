@@ -39,6 +39,13 @@ void check_views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b);
 void check_options_fit(const char* fn, at::ScalarType input_dtype,
                        std::initializer_list<std::pair<const char*, double>> options);
 void check_vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim);
+// Everything a loss call checks: the views, the options, and that the options fit the views'
+// compute dtype.
+void check_loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
+                     const VICRegLossOptions& o);
+// Everything a VCReg call checks: the input, channel_dim, the options and their dtype fit.
+void check_vcreg_call(const char* fn, const at::Tensor& x, double var_coeff, double cov_coeff,
+                      double gamma, double eps, int64_t channel_dim);
 void check_finite_input(const char* fn, const char* name, const at::Tensor& t);
 void check_finite_result(const char* fn, const at::Tensor& loss);
 

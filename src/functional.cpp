@@ -80,13 +80,8 @@ at::Tensor covariance_term(const at::Tensor& z, const VICRegLossOptions& o) {
 }
 
 at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
-  detail::check_vcreg_input("vcreg_penalty", x, o.channel_dim());
-  detail::check_coefficients("vcreg_penalty", o.var_coeff(), "var_coeff", o.cov_coeff(),
-                             "cov_coeff", 0, nullptr);
-  detail::check_gamma_eps("vcreg_penalty", o.gamma(), o.eps());
-  detail::check_options_fit("vcreg_penalty", x.scalar_type(),
-                            {{"var_coeff", o.var_coeff()}, {"cov_coeff", o.cov_coeff()},
-                             {"gamma", o.gamma()}, {"eps", o.eps()}});
+  detail::check_vcreg_call("vcreg_penalty", x, o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
+                           o.channel_dim());
   const auto x2 = detail::as_samples_by_channels(detail::to_compute_dtype(x), o.channel_dim());
   const int64_t n = x2.size(0), c = x2.size(1);
   const auto x3 = x2.unsqueeze(0);

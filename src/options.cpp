@@ -162,6 +162,25 @@ void check_vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim)
               x.sizes(), " with channel_dim ", channel_dim);
 }
 
+void check_loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
+                     const VICRegLossOptions& o) {
+  check_views(fn, z_a, z_b);
+  check_loss_options(fn, o);
+  check_options_fit(fn, z_a.scalar_type(),
+                    {{"inv_coeff", o.inv_coeff()}, {"var_coeff", o.var_coeff()},
+                     {"cov_coeff", o.cov_coeff()}, {"gamma", o.gamma()}, {"eps", o.eps()}});
+}
+
+void check_vcreg_call(const char* fn, const at::Tensor& x, double var_coeff, double cov_coeff,
+                      double gamma, double eps, int64_t channel_dim) {
+  check_vcreg_input(fn, x, channel_dim);
+  check_coefficients(fn, var_coeff, "var_coeff", cov_coeff, "cov_coeff", 0, nullptr);
+  check_gamma_eps(fn, gamma, eps);
+  check_options_fit(fn, x.scalar_type(),
+                    {{"var_coeff", var_coeff}, {"cov_coeff", cov_coeff}, {"gamma", gamma},
+                     {"eps", eps}});
+}
+
 void check_finite_input(const char* fn, const char* name, const at::Tensor& t) {
   TORCH_CHECK(at::isfinite(t).all().item<bool>(), fn, ": ", name,
               " contains NaN or Inf (check_finite is on)");

@@ -23,12 +23,7 @@ constexpr const char* kName = "vcreg";
 
 void check_args(const Tensor& x, double var_coeff, double cov_coeff, double gamma, double eps,
                 int64_t channel_dim) {
-  detail::check_vcreg_input(kName, x, channel_dim);
-  detail::check_coefficients(kName, var_coeff, "var_coeff", cov_coeff, "cov_coeff", 0, nullptr);
-  detail::check_gamma_eps(kName, gamma, eps);
-  detail::check_options_fit(kName, x.scalar_type(),
-                            {{"var_coeff", var_coeff}, {"cov_coeff", cov_coeff},
-                             {"gamma", gamma}, {"eps", eps}});
+  detail::check_vcreg_call(kName, x, var_coeff, cov_coeff, gamma, eps, channel_dim);
 }
 
 // d penalty / d x in x's layout, in the compute dtype.

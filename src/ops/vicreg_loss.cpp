@@ -111,11 +111,7 @@ struct FusedForward {
 };
 
 FusedForward fused_forward(const Tensor& z_a, const Tensor& z_b, const VICRegLossOptions& o) {
-  detail::check_views(kLossName, z_a, z_b);
-  detail::check_loss_options(kLossName, o);
-  detail::check_options_fit(kLossName, z_a.scalar_type(),
-                            {{"inv_coeff", o.inv_coeff()}, {"var_coeff", o.var_coeff()},
-                             {"cov_coeff", o.cov_coeff()}, {"gamma", o.gamma()}, {"eps", o.eps()}});
+  detail::check_loss_call(kLossName, z_a, z_b, o);
   const auto za = detail::to_compute_dtype(z_a), zb = detail::to_compute_dtype(z_b);
   const double inv_count = invariance_count(za, o);
   FusedForward r;
@@ -309,11 +305,7 @@ TermsTuple vicreg_loss_custom(const Tensor& z_a, const Tensor& z_b, double inv_c
                      .variance_form(detail::parse_variance_form(std::string(variance_form)))
                      .variance_views(detail::parse_view_reduction(std::string(variance_views)))
                      .covariance_norm(detail::parse_covariance_norm(std::string(covariance_norm)));
-  detail::check_loss_options(kLossName, o);
-  detail::check_views(kLossName, z_a, z_b);
-  detail::check_options_fit(kLossName, z_a.scalar_type(),
-                            {{"inv_coeff", o.inv_coeff()}, {"var_coeff", o.var_coeff()},
-                             {"cov_coeff", o.cov_coeff()}, {"gamma", o.gamma()}, {"eps", o.eps()}});
+  detail::check_loss_call(kLossName, z_a, z_b, o);
   if (check_finite) {
     detail::check_finite_input(kLossName, "z_a", z_a);
     detail::check_finite_input(kLossName, "z_b", z_b);
