@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -39,5 +40,15 @@ struct AugmentOptions {
 /// crop, horizontal flip, brightness/contrast jitter, noise; output clamped to [0, 1].
 /// Deterministic given the generator's state.
 at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOptions& o = {});
+
+/// The rows [begin, begin + size) of a `batch`-row batch that `rank` of `world` ranks trains on
+/// in data-parallel runs; the first batch % world ranks take one row more.
+struct Shard {
+  int64_t begin, size;
+};
+inline Shard shard_of(int64_t batch, int rank, int world) {
+  const int64_t base = batch / world, extra = batch % world;
+  return {rank * base + std::min<int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
+}
 
 }  // namespace vicreg::apps

@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 
+#include "data.h"
 #include "omp_env.h"
 #include "vicreg/distributed.h"
 #include "vicreg/vicreg.h"
@@ -38,10 +39,8 @@ int main(int argc, char** argv) {
       rank = group->rank();
       world = group->size();
     }
-    // Shards: the first batch % world ranks take one row more (unequal when it does not divide).
-    const int64_t base = batch / world, extra = batch % world;
-    const int64_t rows = base + (rank < extra ? 1 : 0);
-    const int64_t offset = rank * base + std::min<int64_t>(rank, extra);
+    // Unequal shards when world does not divide the batch.
+    const auto shard = vicreg::apps::shard_of(batch, rank, world);
 
     torch::manual_seed(seed);  // same initial weights on every rank
     torch::nn::Sequential model(torch::nn::Linear(in_dim, 128), torch::nn::ReLU(),
@@ -59,7 +58,7 @@ int main(int argc, char** argv) {
       const auto xa = at::mm(latent, mix) + 0.3 * at::randn({batch, in_dim}, gen, torch::kFloat64);
       const auto xb = at::mm(latent, mix) + 0.3 * at::randn({batch, in_dim}, gen, torch::kFloat64);
       const auto terms = vicreg::functional::vicreg_terms(
-          model->forward(xa.narrow(0, offset, rows)), model->forward(xb.narrow(0, offset, rows)),
+          model->forward(xa.narrow(0, shard.begin, shard.size)), model->forward(xb.narrow(0, shard.begin, shard.size)),
           opts);
       opt.zero_grad();
       terms.loss.backward();
@@ -74,7 +73,8 @@ int main(int argc, char** argv) {
                  terms.variance.item<double>(), terms.covariance.item<double>());
     }
     if (rank == 0) {
-      fmt::print(stderr, "rank {} of {}: {} rows of each {}-row batch\n", rank, world, rows, batch);
+      fmt::print(stderr, "rank {} of {}: {} rows of each {}-row batch\n", rank, world, shard.size,
+                 batch);
     }
     return 0;
   } catch (const std::exception& e) {

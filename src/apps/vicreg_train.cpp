@@ -239,10 +239,7 @@ int run(const Config& c) {
               " train images, batch size ", c.batch_size);
   TORCH_CHECK(c.batch_size >= 2 * world, "--batch-size ", c.batch_size,
               " is too small for ", world, " ranks: each rank needs at least 2 images");
-  // This rank's rows of every batch (the first batch_size % world ranks take one more).
-  const int64_t shard_begin =
-      rank * (c.batch_size / world) + std::min<int64_t>(rank, c.batch_size % world);
-  const int64_t shard_size = c.batch_size / world + (rank < c.batch_size % world ? 1 : 0);
+  const auto shard = vicreg::apps::shard_of(c.batch_size, rank, world);
   const int64_t steps_per_epoch = n / c.batch_size;
   int64_t total_steps = c.eval_only ? 0 : steps_per_epoch * c.epochs;
   if (c.max_steps > 0) total_steps = std::min(total_steps, c.max_steps);
@@ -274,9 +271,9 @@ int run(const Config& c) {
       const auto cl = at::MemoryFormat::ChannelsLast;
       // Every rank augments the whole batch (same generator stream), then takes its shard.
       const auto va = vicreg::apps::augment(x, gen, c.augment)
-                          .narrow(0, shard_begin, shard_size).contiguous(cl);
+                          .narrow(0, shard.begin, shard.size).contiguous(cl);
       const auto vb = vicreg::apps::augment(x, gen, c.augment)
-                          .narrow(0, shard_begin, shard_size).contiguous(cl);
+                          .narrow(0, shard.begin, shard.size).contiguous(cl);
       const auto terms = criterion->terms(projector->forward(encoder->forward(va)),
                                           projector->forward(encoder->forward(vb)));
       optimizer.zero_grad();
