@@ -1,7 +1,9 @@
 #pragma once
 // VICReg across processes on LibTorch's c10d: a differentiable all-gather of embeddings and
-// the process-group setup torchrun users expect. Invariance stays on the local rows; variance
-// and covariance see the batch gathered from every rank, normalized by its true size.
+// the process-group setup torchrun users expect. With a process group, all three terms are
+// computed on the batch gathered from every rank, normalized by its true size (the invariance
+// of the gathered pairs is the row-weighted mean of the ranks' local invariances), so every
+// rank's loss is the single-process loss on the whole batch.
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
