@@ -54,6 +54,12 @@ TEST(Augment, ShapesRangesDifferentViewsAndDeterminism) {
   EXPECT_LE(a.max().item<float>(), 1.0f);
   EXPECT_GT((a - b).abs().mean().item<float>(), 0.01f);  // two views differ
   EXPECT_TRUE(torch::equal(a, a2));                       // same seed, same views
+  vicreg::apps::AugmentOptions small;
+  small.size = 20;
+  const auto s = vicreg::apps::augment(x, g1, small);
+  EXPECT_EQ(s.sizes(), (std::vector<int64_t>{16, 1, 20, 20}));
+  EXPECT_GE(s.min().item<float>(), 0.0f);
+  EXPECT_LE(s.max().item<float>(), 1.0f);
 }
 
 TEST(Probes, SeparableDataIsClassifiedAndCollapseIsDetected) {

@@ -117,7 +117,11 @@ at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOp
   theta.select(1, 0).select(1, 2).copy_(tx);
   theta.select(1, 1).select(1, 1).copy_(sy);
   theta.select(1, 1).select(1, 2).copy_(ty);
-  const auto grid = at::affine_grid_generator(theta, images.sizes(), /*align_corners=*/false);
+  TORCH_CHECK(o.size >= 0, "augment: expected an output size >= 0 (0: the input's), got ",
+              o.size);
+  const int64_t H = o.size > 0 ? o.size : images.size(2), W = o.size > 0 ? o.size : images.size(3);
+  const auto grid =
+      at::affine_grid_generator(theta, {B, images.size(1), H, W}, /*align_corners=*/false);
   auto out = at::grid_sampler(images, grid, /*bilinear*/ 0, /*zeros*/ 0, false);
   // Brightness and contrast jitter around each image's mean.
   const auto mean = out.mean({1, 2, 3}, true);

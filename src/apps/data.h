@@ -34,10 +34,12 @@ struct AugmentOptions {
   double brightness = 0.4;     ///< additive brightness shift in [-b, b] (scaled by the mean)
   double contrast = 0.4;       ///< contrast factor in [1 - c, 1 + c]
   double noise_std = 0.05;     ///< Gaussian pixel noise
+  int64_t size = 0;            ///< side of the output views in pixels (0: the input's H and W)
 };
 
 /// One random augmentation of each image of a batch [B, C, H, W] in [0, 1]: random resized
-/// crop, horizontal flip, brightness/contrast jitter, noise; output clamped to [0, 1].
+/// crop (resampled to `o.size` squared when set), horizontal flip, brightness/contrast jitter,
+/// noise; output clamped to [0, 1].
 /// Deterministic given the generator's state.
 at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOptions& o = {});
 

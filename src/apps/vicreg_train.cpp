@@ -39,6 +39,7 @@ struct Config {
   std::string encoder_widths = "16,32,64";
   int64_t pool = 2;
   double lr = 7e-4;
+  double weight_decay = 1e-6;
   double inv_coeff = 25, var_coeff = 25, cov_coeff = 1;
   bool no_variance = false;
   std::string preset = "reference";
@@ -248,7 +249,7 @@ int run(const Config& c) {
   csv << "step,epoch,loss,invariance,variance,covariance,images_per_s,lr\n";
   std::vector<torch::Tensor> params = encoder->parameters();
   for (auto& p : projector->parameters()) params.push_back(p);
-  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(c.lr).weight_decay(1e-6));
+  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 1);
   const bool tty = isatty(fileno(stderr));
   const auto t_train = std::chrono::steady_clock::now();
@@ -442,6 +443,8 @@ int main(int argc, char** argv) {
   app.add_option("--pool", c.pool, "representation: average-pooled to pool x pool positions")
       ->capture_default_str();
   app.add_option("--lr", c.lr, "Adam learning rate (cosine-decayed to 0)")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "Adam weight decay (L2)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--preset", c.preset, "loss convention: reference, paper or article")
       ->capture_default_str()->check(CLI::IsMember({"reference", "paper", "article"}));
   app.add_option("--inv-coeff", c.inv_coeff, "invariance weight")->capture_default_str();
@@ -465,6 +468,17 @@ int main(int argc, char** argv) {
   app.add_option("--min-scale", c.augment.min_scale,
                  "random resized crop: smallest area fraction kept")
       ->capture_default_str()->check(CLI::Range(0.01, 1.0));
+  app.add_option("--crop-size", c.augment.size,
+                 "side of the training views in pixels (0: the images' own); evaluation always "
+                 "sees the full images")
+      ->capture_default_str()->check(CLI::Range(0, 256));
+  app.add_option("--brightness", c.augment.brightness,
+                 "brightness jitter: shift in [-b, b] x the image's mean")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--contrast", c.augment.contrast, "contrast jitter: factor in [1 - c, 1 + c]")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--noise", c.augment.noise_std, "std of the Gaussian pixel noise")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   app.add_flag("--distributed", c.distributed,
                "data parallel over the ranks that RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
                "describe (one process per rank, as torchrun starts them)");
