@@ -100,6 +100,8 @@ ImageSet load_mnist_format(const std::string& dir, const std::string& split, int
 
 at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOptions& o) {
   TORCH_CHECK(images.dim() == 4, "augment: expected [B, C, H, W] images, got ", images.sizes());
+  TORCH_CHECK(o.size >= 0, "augment: expected an output size >= 0 (0: the input's), got ",
+              o.size);
   const int64_t B = images.size(0);
   const auto opts = images.options();
   auto u = [&](double lo, double hi) { return at::rand({B}, gen, opts) * (hi - lo) + lo; };
@@ -117,8 +119,6 @@ at::Tensor augment(const at::Tensor& images, at::Generator& gen, const AugmentOp
   theta.select(1, 0).select(1, 2).copy_(tx);
   theta.select(1, 1).select(1, 1).copy_(sy);
   theta.select(1, 1).select(1, 2).copy_(ty);
-  TORCH_CHECK(o.size >= 0, "augment: expected an output size >= 0 (0: the input's), got ",
-              o.size);
   const int64_t H = o.size > 0 ? o.size : images.size(2), W = o.size > 0 ? o.size : images.size(3);
   const auto grid =
       at::affine_grid_generator(theta, {B, images.size(1), H, W}, /*align_corners=*/false);

@@ -249,7 +249,8 @@ int run(const Config& c) {
   csv << "step,epoch,loss,invariance,variance,covariance,images_per_s,lr\n";
   std::vector<torch::Tensor> params = encoder->parameters();
   for (auto& p : projector->parameters()) params.push_back(p);
-  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  torch::optim::Adam optimizer(params,
+                               torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 1);
   const bool tty = isatty(fileno(stderr));
   const auto t_train = std::chrono::steady_clock::now();
