@@ -77,6 +77,40 @@ TEST(Probes, SeparableDataIsClassifiedAndCollapseIsDetected) {
   EXPECT_EQ(vicreg::apps::spread_stats(x).collapsed, 0.0);
 }
 
+// The probe's fit is a converged logistic regression: at its solution the gradient of
+// mean cross-entropy + l2/2 ||W||^2, written out here in double precision (softmax minus one-hot,
+// averaged over rows, plus l2 W), is near zero; and the penalty is chosen from the grid.
+TEST(Probes, LogisticFitReachesTheOptimumOfItsObjective) {
+  torch::manual_seed(2);
+  const int64_t n = 500, d = 6, classes = 3;
+  const auto y = torch::randint(0, classes, {n});
+  const auto x = torch::randn({n, d}) + torch::one_hot(y, d).to(torch::kFloat) * 1.5;
+  for (double l2 : {1e-3, 1e-1}) {
+    int64_t evals = 0;
+    const auto [w, b] = vicreg::apps::fit_logistic(x, y, classes, l2, 500, &evals);
+    EXPECT_EQ(w.sizes(), (std::vector<int64_t>{d, classes}));
+    const auto xd = x.to(torch::kDouble), wd = w.to(torch::kDouble), bd = b.to(torch::kDouble);
+    const auto logits = xd.mm(wd) + bd;
+    const auto p = (logits - std::get<0>(logits.max(1, true))).exp();
+    const auto r = p / p.sum(1, true) - torch::one_hot(y, classes).to(torch::kDouble);
+    const auto gw = xd.t().mm(r) / n + l2 * wd;
+    const auto gb = r.mean(0);
+    EXPECT_LT(gw.abs().max().item<double>(), 1e-4) << "l2 " << l2 << ", " << evals << " evals";
+    EXPECT_LT(gb.abs().max().item<double>(), 1e-4) << "l2 " << l2;
+    EXPECT_GT(evals, 1);
+  }
+  vicreg::apps::ProbeOptions o;
+  o.l2_grid = {1e-4, 1e3};  // the huge penalty pins W near 0: held-out accuracy near chance
+  const auto r = vicreg::apps::linear_probe(x.narrow(0, 0, 400), y.narrow(0, 0, 400),
+                                            x.narrow(0, 400, 100), y.narrow(0, 400, 100), o);
+  EXPECT_DOUBLE_EQ(r.l2, 1e-4 * 334 / 400);  // chosen on 334 fitted rows, rescaled to 400
+  EXPECT_GT(r.val_accuracy, 60.0);
+  EXPECT_THROW(vicreg::apps::fit_logistic(x, y.narrow(0, 0, 10), classes, 0.1, 10), c10::Error);
+  EXPECT_THROW(vicreg::apps::fit_logistic(x, y, classes, -1.0, 10), c10::Error);
+  o.holdout = 1.5;
+  EXPECT_THROW(vicreg::apps::linear_probe(x, y, x, y, o), c10::Error);
+}
+
 TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   const std::string data = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(fs::path(data) / "train-images-idx3-ubyte.gz")) {
@@ -86,7 +120,7 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   const auto out = scratch() / "smoke";
   const std::string cmd = std::string(VICREG_TRAIN_BINARY) +
                           " --train-subset 256 --test-subset 128 --batch-size 64 --max-steps 3"
-                          " --probe-epochs 1 --proj-dims 64,64 --threads 2 --out-dir " +
+                          " --probe-iters 20 --proj-dims 64,64 --threads 2 --out-dir " +
                           out.string() + " > " + (out.string() + ".log") + " 2>&1";
   fs::create_directories(out);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
@@ -106,7 +140,7 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   EXPECT_EQ(rows, 3);
   // A second run evaluates the checkpoint without training.
   const std::string eval_cmd = std::string(VICREG_TRAIN_BINARY) +
-                               " --train-subset 256 --test-subset 128 --probe-epochs 1"
+                               " --train-subset 256 --test-subset 128 --probe-iters 20"
                                " --proj-dims 64,64 --eval-only --resume " + out.string() +
                                " --out-dir " + (out / "eval").string() + " > /dev/null 2>&1";
   EXPECT_EQ(std::system(eval_cmd.c_str()), 0);

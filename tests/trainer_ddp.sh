@@ -13,7 +13,7 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 args=(--train-subset 650 --test-subset 200 --batch-size 65 --max-steps 8 --epochs 1
-      --encoder-widths 8,16,16 --proj-dims 64,64 --probe-epochs 2 --threads 1)
+      --encoder-widths 8,16,16 --proj-dims 64,64 --probe-iters 20 --threads 1)
 port=$((20000 + RANDOM % 20000))
 for r in 0 1; do
   RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port timeout 300 \

@@ -1,8 +1,9 @@
 #include "eval.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/modules/linear.h>
-#include <torch/optim/adam.h>
+#include <torch/optim/lbfgs.h>
+
+#include <cmath>
 
 namespace vicreg::apps {
 
@@ -30,33 +31,100 @@ double accuracy(const at::Tensor& pred, const at::Tensor& y) {
 
 }  // namespace
 
+std::pair<at::Tensor, at::Tensor> fit_logistic(const at::Tensor& x, const at::Tensor& y,
+                                               int64_t classes, double l2, int64_t max_iter,
+                                               int64_t* evaluations) {
+  TORCH_CHECK(x.dim() == 2 && y.dim() == 1 && x.size(0) == y.size(0) && x.size(0) > 0,
+              "fit_logistic: expected features [N, D] and labels [N] with N > 0, got ",
+              x.sizes(), " and ", y.sizes());
+  TORCH_CHECK(classes >= 2, "fit_logistic: expected at least 2 classes, got ", classes);
+  TORCH_CHECK(l2 >= 0 && std::isfinite(l2), "fit_logistic: expected an L2 penalty >= 0, got ",
+              l2);
+  TORCH_CHECK(max_iter >= 1, "fit_logistic: expected max_iter >= 1, got ", max_iter);
+  const auto xf = x.to(at::kFloat).contiguous();
+  const auto yl = y.to(at::kLong);
+  auto w = at::zeros({x.size(1), classes}, xf.options()).requires_grad_();
+  auto b = at::zeros({classes}, xf.options()).requires_grad_();
+  // Full batch: one L-BFGS step runs up to max_iter iterations until the gradient or the
+  // change in loss is below tolerance.
+  torch::optim::LBFGS opt({w, b}, torch::optim::LBFGSOptions(1.0)
+                                      .max_iter(max_iter)
+                                      .history_size(20)
+                                      .tolerance_grad(1e-6)
+                                      .tolerance_change(1e-10)
+                                      .line_search_fn(std::string("strong_wolfe")));
+  int64_t count = 0;
+  auto closure = [&]() -> at::Tensor {
+    ++count;
+    opt.zero_grad();
+    auto loss = at::cross_entropy_loss(at::addmm(b, xf, w), yl) + 0.5 * l2 * w.square().sum();
+    loss.backward();
+    return loss;
+  };
+  opt.step(closure);
+  if (evaluations) *evaluations = count;
+  return {w.detach(), b.detach()};
+}
+
+ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
+                         const at::Tensor& test_x, const at::Tensor& test_y,
+                         const ProbeOptions& o) {
+  TORCH_CHECK(train_x.dim() == 2 && test_x.dim() == 2 && train_x.size(1) == test_x.size(1),
+              "linear_probe: expected train and test features [N, D] with the same D, got ",
+              train_x.sizes(), " and ", test_x.sizes());
+  TORCH_CHECK(train_y.dim() == 1 && train_y.size(0) == train_x.size(0) && test_y.dim() == 1 &&
+                  test_y.size(0) == test_x.size(0),
+              "linear_probe: expected one label per row, got ", train_y.sizes(), " labels for ",
+              train_x.size(0), " train rows and ", test_y.sizes(), " for ", test_x.size(0),
+              " test rows");
+  TORCH_CHECK(!o.l2_grid.empty(), "linear_probe: expected at least one L2 penalty in l2_grid");
+  TORCH_CHECK(o.l2_grid.size() == 1 || (o.holdout > 0 && o.holdout < 1),
+              "linear_probe: expected holdout in (0, 1), got ", o.holdout);
+  TORCH_CHECK(train_y.min().item<int64_t>() >= 0 && test_y.min().item<int64_t>() >= 0,
+              "linear_probe: expected labels >= 0");
+  const int64_t classes =
+      std::max(train_y.max().item<int64_t>(), test_y.max().item<int64_t>()) + 1;
+  const auto xtr_raw = train_x.to(at::kFloat);
+  ProbeResult r;
+  r.l2 = o.l2_grid.front();
+  r.val_accuracy = -1;
+  if (o.l2_grid.size() > 1) {
+    // Choose the penalty on held-out training rows (standardized with the rest's statistics).
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+    TORCH_CHECK(o.select_rows >= 0, "linear_probe: expected select_rows >= 0, got ",
+                o.select_rows);
+    const int64_t n = o.select_rows > 0 ? std::min(o.select_rows, xtr_raw.size(0))
+                                        : xtr_raw.size(0);
+    const int64_t n_val = static_cast<int64_t>(n * o.holdout);
+    TORCH_CHECK(n_val >= 1 && n - n_val >= 2, "linear_probe: ", n,
+                " training rows are too few to hold out a fraction of ", o.holdout);
+    const auto perm = at::randperm(xtr_raw.size(0), gen).narrow(0, 0, n);
+    const auto fit_idx = perm.narrow(0, n_val, n - n_val), val_idx = perm.narrow(0, 0, n_val);
+    auto [xfit, xval] = standardize(xtr_raw.index_select(0, fit_idx),
+                                    xtr_raw.index_select(0, val_idx));
+    const auto yfit = train_y.index_select(0, fit_idx), yval = train_y.index_select(0, val_idx);
+    for (double l2 : o.l2_grid) {
+      const auto [w, b] = fit_logistic(xfit, yfit, classes, l2, o.max_iter);
+      const double acc = accuracy(at::addmm(b, xval, w).argmax(1), yval);
+      if (acc > r.val_accuracy) {
+        r.val_accuracy = acc;
+        r.l2 = l2;
+      }
+    }
+    // The penalty is on the mean loss, so the same balance of data and penalty on all rows
+    // (sklearn's C = 1 / (l2 n), held fixed) is l2 * n_fit / N.
+    r.l2 *= static_cast<double>(n - n_val) / xtr_raw.size(0);
+  }
+  auto [xtr, xte] = standardize(xtr_raw, test_x.to(at::kFloat));
+  const auto [w, b] = fit_logistic(xtr, train_y, classes, r.l2, o.max_iter, &r.evaluations);
+  r.accuracy = accuracy(at::addmm(b, xte, w).argmax(1), test_y);
+  return r;
+}
+
 double linear_probe_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
                              const at::Tensor& test_x, const at::Tensor& test_y,
                              const ProbeOptions& o) {
-  auto [xtr, xte] = standardize(train_x.to(at::kFloat), test_x.to(at::kFloat));
-  const int64_t classes = train_y.max().item<int64_t>() + 1;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  torch::nn::Linear clf(xtr.size(1), classes);
-  {
-    at::NoGradGuard g;
-    clf->weight.normal_(0, 0.01, gen);
-    clf->bias.zero_();
-  }
-  torch::optim::Adam opt(clf->parameters(),
-                         torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-  const int64_t n = xtr.size(0);
-  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-    const auto perm = at::randperm(n, gen);
-    for (int64_t i = 0; i < n; i += o.batch) {
-      const auto idx = perm.narrow(0, i, std::min(o.batch, n - i));
-      opt.zero_grad();
-      at::cross_entropy_loss(clf(xtr.index_select(0, idx)), train_y.index_select(0, idx))
-          .backward();
-      opt.step();
-    }
-  }
-  at::NoGradGuard g;
-  return accuracy(clf(xte).argmax(1), test_y);
+  return linear_probe(train_x, train_y, test_x, test_y, o).accuracy;
 }
 
 double knn_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,

@@ -52,7 +52,7 @@ struct Config {
   std::vector<std::string> compare;
   vicreg::apps::AugmentOptions augment;
   bool distributed = false;
-  int64_t probe_epochs = 30;
+  int64_t probe_iters = 200;
   int64_t knn_k = 10;
 };
 
@@ -113,7 +113,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 struct Evaluation {
   std::string name;
-  double probe = 0, knn = 0;
+  double probe = 0, knn = 0, probe_l2 = 0;
   vicreg::apps::SpreadStats repr, embed;  // embed only for encoders
   bool has_embed = false;
 };
@@ -127,9 +127,11 @@ Evaluation evaluate(const std::string& name, const std::function<at::Tensor(cons
   const auto ftr = vicreg::apps::extract_features(f, train.images);
   const auto fte = vicreg::apps::extract_features(f, test.images);
   vicreg::apps::ProbeOptions po;
-  po.epochs = c.probe_epochs;
+  po.max_iter = c.probe_iters;
   po.seed = c.seed;
-  e.probe = vicreg::apps::linear_probe_accuracy(ftr, train.labels, fte, test.labels, po);
+  const auto probe = vicreg::apps::linear_probe(ftr, train.labels, fte, test.labels, po);
+  e.probe = probe.accuracy;
+  e.probe_l2 = probe.l2;
   e.knn = vicreg::apps::knn_accuracy(ftr, train.labels, fte, test.labels, c.knn_k);
   e.repr = vicreg::apps::spread_stats(fte);
   if (projector) {
@@ -138,8 +140,8 @@ Evaluation evaluate(const std::string& name, const std::function<at::Tensor(cons
         vicreg::apps::extract_features([&](const at::Tensor& x) { return p->forward(x); }, fte));
     e.has_embed = true;
   }
-  fmt::print("  evaluated {:<22} linear probe {:5.2f}%  k-NN {:5.2f}%  ({:.0f} s)\n", name,
-             e.probe, e.knn, seconds_since(t0));
+  fmt::print("  evaluated {:<22} linear probe {:5.2f}% (L2 {:g})  k-NN {:5.2f}%  ({:.0f} s)\n",
+             name, e.probe, e.probe_l2, e.knn, seconds_since(t0));
   std::fflush(stdout);
   return e;
 }
@@ -403,9 +405,9 @@ int run(const Config& c) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     json << fmt::format(
-        "    {{\"features\": \"{}\", \"linear_probe\": {:.4f}, \"knn\": {:.4f}, "
+        "    {{\"features\": \"{}\", \"linear_probe\": {:.4f}, \"probe_l2\": {:g}, \"knn\": {:.4f}, "
         "\"repr_mean_std\": {:.6g}, \"repr_collapsed\": {:.6g}{}}}{}\n",
-        r.name, r.probe, r.knn, r.repr.mean_std, r.repr.collapsed,
+        r.name, r.probe, r.probe_l2, r.knn, r.repr.mean_std, r.repr.collapsed,
         r.has_embed ? fmt::format(", \"embed_mean_std\": {:.6g}, \"embed_collapsed\": {:.6g}",
                                   r.embed.mean_std, r.embed.collapsed)
                     : "",
@@ -483,8 +485,9 @@ int main(int argc, char** argv) {
   app.add_flag("--distributed", c.distributed,
                "data parallel over the ranks that RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
                "describe (one process per rank, as torchrun starts them)");
-  app.add_option("--probe-epochs", c.probe_epochs, "epochs of the linear probe")
-      ->capture_default_str();
+  app.add_option("--probe-iters", c.probe_iters,
+                 "L-BFGS iterations per fit of the linear probe (it stops once converged)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--knn-k", c.knn_k, "neighbours of the k-NN classifier")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (c.eval_only && c.resume.empty()) {
