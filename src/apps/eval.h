@@ -15,7 +15,7 @@ at::Tensor extract_features(const std::function<at::Tensor(const at::Tensor&)>& 
                             const at::Tensor& images, int64_t batch = 1024);
 
 /// The linear probe: multinomial logistic regression with an L2 penalty on the weights,
-/// fitted to convergence by full-batch L-BFGS (strong Wolfe line search) on features
+/// fitted by full-batch L-BFGS (strong Wolfe line search, up to max_iter iterations) on features
 /// standardized with the training mean and std. The penalty is chosen per feature set from
 /// `l2_grid` by accuracy on held-out training rows (fitted on others, a random subset of
 /// `select_rows` in all to keep it quick), then the probe is refitted on all training rows, so
