@@ -66,8 +66,9 @@ TEST(Probes, SeparableDataIsClassifiedAndCollapseIsDetected) {
   torch::manual_seed(1);
   const auto y = torch::randint(0, 3, {600});
   const auto x = torch::randn({600, 8}) * 0.3 + torch::one_hot(y, 3).repeat({1, 3}).narrow(1, 0, 8).to(torch::kFloat) * 3;
-  EXPECT_GT(vicreg::apps::linear_probe_accuracy(x.narrow(0, 0, 400), y.narrow(0, 0, 400),
-                                                x.narrow(0, 400, 200), y.narrow(0, 400, 200)),
+  EXPECT_GT(vicreg::apps::linear_probe(x.narrow(0, 0, 400), y.narrow(0, 0, 400),
+                                       x.narrow(0, 400, 200), y.narrow(0, 400, 200))
+                .accuracy,
             95.0);
   EXPECT_GT(vicreg::apps::knn_accuracy(x.narrow(0, 0, 400), y.narrow(0, 0, 400),
                                        x.narrow(0, 400, 200), y.narrow(0, 400, 200), 5),

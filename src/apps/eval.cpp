@@ -80,6 +80,8 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
   TORCH_CHECK(!o.l2_grid.empty(), "linear_probe: expected at least one L2 penalty in l2_grid");
   TORCH_CHECK(o.l2_grid.size() == 1 || (o.holdout > 0 && o.holdout < 1),
               "linear_probe: expected holdout in (0, 1), got ", o.holdout);
+  TORCH_CHECK(o.select_rows >= 0, "linear_probe: expected select_rows >= 0, got ",
+              o.select_rows);
   TORCH_CHECK(train_y.min().item<int64_t>() >= 0 && test_y.min().item<int64_t>() >= 0,
               "linear_probe: expected labels >= 0");
   const int64_t classes =
@@ -91,8 +93,6 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
   if (o.l2_grid.size() > 1) {
     // Choose the penalty on held-out training rows (standardized with the rest's statistics).
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-    TORCH_CHECK(o.select_rows >= 0, "linear_probe: expected select_rows >= 0, got ",
-                o.select_rows);
     const int64_t n = o.select_rows > 0 ? std::min(o.select_rows, xtr_raw.size(0))
                                         : xtr_raw.size(0);
     const int64_t n_val = static_cast<int64_t>(n * o.holdout);
@@ -119,12 +119,6 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
   const auto [w, b] = fit_logistic(xtr, train_y, classes, r.l2, o.max_iter, &r.evaluations);
   r.accuracy = accuracy(at::addmm(b, xte, w).argmax(1), test_y);
   return r;
-}
-
-double linear_probe_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
-                             const at::Tensor& test_x, const at::Tensor& test_y,
-                             const ProbeOptions& o) {
-  return linear_probe(train_x, train_y, test_x, test_y, o).accuracy;
 }
 
 double knn_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,

@@ -49,11 +49,6 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
                          const at::Tensor& test_x, const at::Tensor& test_y,
                          const ProbeOptions& o = {});
 
-/// linear_probe(...).accuracy.
-double linear_probe_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
-                             const at::Tensor& test_x, const at::Tensor& test_y,
-                             const ProbeOptions& o = {});
-
 /// Test accuracy (%) of a k-nearest-neighbour majority vote by cosine similarity of the
 /// standardized features.
 double knn_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
