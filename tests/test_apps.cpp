@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "data.h"
 #include "eval.h"
@@ -139,13 +140,22 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
     EXPECT_TRUE(std::isfinite(loss)) << line;
   }
   EXPECT_EQ(rows, 3);
-  // A second run evaluates the checkpoint without training.
+  // A second run evaluates the checkpoint without training, with the supervised reference row.
   const std::string eval_cmd = std::string(VICREG_TRAIN_BINARY) +
                                " --train-subset 256 --test-subset 128 --probe-iters 20"
-                               " --proj-dims 64,64 --eval-only --resume " + out.string() +
+                               " --batch-size 64 --supervised-steps 6 --proj-dims 64,64"
+                               " --eval-only --resume " + out.string() +
                                " --out-dir " + (out / "eval").string() + " > /dev/null 2>&1";
-  EXPECT_EQ(std::system(eval_cmd.c_str()), 0);
-  EXPECT_TRUE(fs::exists(out / "eval" / "results.json"));
+  ASSERT_EQ(std::system(eval_cmd.c_str()), 0);
+  std::ifstream js(out / "eval" / "results.json");
+  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
+  const std::string key = "\"features\": \"supervised encoder\", \"linear_probe\": ";
+  const auto at = json.find(key);
+  ASSERT_NE(at, std::string::npos) << json;
+  const double acc = std::stod(json.substr(at + key.size()));
+  EXPECT_GT(acc, 10.0) << json;  // above chance on 10 classes
+  EXPECT_LE(acc, 100.0) << json;
+  EXPECT_NE(json.find("\"supervised_steps\": 6"), std::string::npos) << json;
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ struct Config {
   bool distributed = false;
   int64_t probe_iters = 200;
   int64_t knn_k = 10;
+  int64_t supervised_steps = 0;
 };
 
 void add_conv_block(torch::nn::Sequential& s, int64_t in, int64_t out, bool pool) {
@@ -117,6 +118,49 @@ struct Evaluation {
   vicreg::apps::SpreadStats repr, embed;  // embed only for encoders
   bool has_embed = false;
 };
+
+// The supervised reference: a copy of the encoder at its initial weights, trained with the labels
+// (a linear head on the representation, cross-entropy) on un-augmented images for `steps` steps,
+// same batch size, Adam, learning rate and cosine schedule as the VICReg run. It tells how far
+// this encoder can get above its random init in that many steps when the labels are known.
+torch::nn::Sequential train_supervised(const torch::nn::Sequential& init, int64_t repr_dim,
+                                       const ImageSet& train, const Config& c) {
+  auto encoder = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(init->clone());
+  const int64_t classes = train.labels.max().item<int64_t>() + 1;
+  torch::nn::Linear head(repr_dim, classes);
+  std::vector<torch::Tensor> params = encoder->parameters();
+  for (auto& p : head->parameters()) params.push_back(p);
+  torch::optim::Adam optimizer(params,
+                               torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 2);
+  const int64_t n = train.images.size(0);
+  const int64_t per_epoch = n / c.batch_size;
+  const auto t0 = std::chrono::steady_clock::now();
+  encoder->train();
+  at::Tensor perm;
+  double loss = 0;
+  for (int64_t step = 0; step < c.supervised_steps; ++step) {
+    if (step % per_epoch == 0) perm = torch::randperm(n, gen);
+    const double lr =
+        c.lr * 0.5 * (1 + std::cos(M_PI * step / std::max<int64_t>(1, c.supervised_steps)));
+    for (auto& g : optimizer.param_groups())
+      static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+    const auto idx = perm.narrow(0, (step % per_epoch) * c.batch_size, c.batch_size);
+    const auto x = train.images.index_select(0, idx).contiguous(at::MemoryFormat::ChannelsLast);
+    const auto l = torch::nn::functional::cross_entropy(head->forward(encoder->forward(x)),
+                                                        train.labels.index_select(0, idx));
+    optimizer.zero_grad();
+    l.backward();
+    optimizer.step();
+    loss = l.item<double>();
+    TORCH_CHECK(std::isfinite(loss), "the supervised reference's loss became non-finite at step ",
+                step);
+  }
+  fmt::print("supervised reference: {} steps with labels in {:.0f} s, last batch loss {:.4f}\n",
+             c.supervised_steps, seconds_since(t0), loss);
+  encoder->eval();
+  return encoder;
+}
 
 Evaluation evaluate(const std::string& name, const std::function<at::Tensor(const at::Tensor&)>& f,
                     torch::nn::Sequential* projector, const ImageSet& train,
@@ -353,6 +397,12 @@ int run(const Config& c) {
       &pinit, train, test, c));
   rows.push_back(evaluate("raw pixels", [](const at::Tensor& x) { return x; }, nullptr, train,
                           test, c));
+  if (c.supervised_steps > 0) {
+    auto sup = train_supervised(torch::nn::Sequential(encoder_init), repr_dim, train, c);
+    rows.push_back(evaluate(
+        "supervised encoder", [&](const at::Tensor& x) { return sup->forward(x); }, nullptr,
+        train, test, c));
+  }
 
   std::ostringstream table;
   table << "| features | linear probe acc. | k-NN acc. (k=" << c.knn_k
@@ -397,10 +447,11 @@ int run(const Config& c) {
        << fmt::format("\"epochs\": {}, \"steps\": {}, \"batch_size\": {}, \"proj_dims\": \"{}\", "
                       "\"lr\": {}, \"preset\": \"{}\", \"inv_coeff\": {}, \"var_coeff\": {}, "
                       "\"cov_coeff\": {}, \"backward\": \"{}\", \"threads\": {}, \"seed\": {}, "
-                      "\"train_images\": {}, \"test_images\": {}",
+                      "\"train_images\": {}, \"test_images\": {}, \"supervised_steps\": {}",
                       c.epochs, total_steps, c.batch_size, c.proj_dims, c.lr, c.preset,
                       opts.inv_coeff(), opts.var_coeff(), opts.cov_coeff(), c.backward,
-                      torch::get_num_threads(), c.seed, n, test.images.size(0))
+                      torch::get_num_threads(), c.seed, n, test.images.size(0),
+                      c.supervised_steps)
        << "},\n  \"results\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
@@ -489,6 +540,10 @@ int main(int argc, char** argv) {
                  "L-BFGS iterations per fit of the linear probe (it stops once converged)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--knn-k", c.knn_k, "neighbours of the k-NN classifier")->capture_default_str();
+  app.add_option("--supervised-steps", c.supervised_steps,
+                 "also train the initial encoder with the labels (linear head, cross-entropy, "
+                 "no augmentation) for N steps and add it to the table as a reference (0: off)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   if (c.eval_only && c.resume.empty()) {
     fmt::print(stderr, "--eval-only needs --resume DIR\n");
