@@ -120,9 +120,10 @@ struct Evaluation {
 };
 
 // The supervised reference: a copy of the encoder at its initial weights, trained with the labels
-// (a linear head on the representation, cross-entropy) on un-augmented images for `steps` steps,
-// same batch size, Adam, learning rate and cosine schedule as the VICReg run. It tells how far
-// this encoder can get above its random init in that many steps when the labels are known.
+// (a linear head on the representation, cross-entropy) on un-augmented images for
+// --supervised-steps steps, with the VICReg run's batch size, Adam, learning rate and cosine
+// schedule. It tells how far this encoder can rise above its random init in that many steps when
+// the labels are known.
 torch::nn::Sequential train_supervised(const torch::nn::Sequential& init, int64_t repr_dim,
                                        const ImageSet& train, const Config& c) {
   auto encoder = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(init->clone());
