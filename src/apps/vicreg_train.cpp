@@ -119,6 +119,14 @@ struct Evaluation {
   bool has_embed = false;
 };
 
+// Sets the learning rate of every group of `opt` to the cosine decay from base_lr at step 0 to 0
+// at step `total`, and returns it.
+double set_cosine_lr(torch::optim::Adam& opt, double base_lr, int64_t step, int64_t total) {
+  const double lr = base_lr * 0.5 * (1 + std::cos(M_PI * step / std::max<int64_t>(1, total)));
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+  return lr;
+}
+
 // The supervised reference: a copy of the encoder at its initial weights, trained with the labels
 // (a linear head on the representation, cross-entropy) on un-augmented images for
 // --supervised-steps steps, with the VICReg run's batch size, Adam, learning rate and cosine
@@ -142,10 +150,7 @@ torch::nn::Sequential train_supervised(const torch::nn::Sequential& init, int64_
   double loss = 0;
   for (int64_t step = 0; step < c.supervised_steps; ++step) {
     if (step % per_epoch == 0) perm = torch::randperm(n, gen);
-    const double lr =
-        c.lr * 0.5 * (1 + std::cos(M_PI * step / std::max<int64_t>(1, c.supervised_steps)));
-    for (auto& g : optimizer.param_groups())
-      static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+    set_cosine_lr(optimizer, c.lr, step, c.supervised_steps);
     const auto idx = perm.narrow(0, (step % per_epoch) * c.batch_size, c.batch_size);
     const auto x = train.images.index_select(0, idx).contiguous(at::MemoryFormat::ChannelsLast);
     const auto l = torch::nn::functional::cross_entropy(head->forward(encoder->forward(x)),
@@ -312,9 +317,7 @@ int run(const Config& c) {
     for (int64_t b = 0; b < steps_per_epoch && step < total_steps; ++b, ++step) {
       const auto t_step = std::chrono::steady_clock::now();
       // Cosine decay of the learning rate over the whole run.
-      const double lr = c.lr * 0.5 * (1 + std::cos(M_PI * step / std::max<int64_t>(1, total_steps)));
-      for (auto& g : optimizer.param_groups())
-        static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+      const double lr = set_cosine_lr(optimizer, c.lr, step, total_steps);
       const auto x = train.images.index_select(0, perm.narrow(0, b * c.batch_size, c.batch_size));
       // channels_last: oneDNN's convolutions run ~1.5x faster on it here.
       const auto cl = at::MemoryFormat::ChannelsLast;
