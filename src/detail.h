@@ -12,11 +12,6 @@
 
 namespace vicreg::detail {
 
-// --- the hand-written CPU kernels of the fused path (on by default). Tests switch them off
-// to run the ATen composition that CUDA uses on CPU too. Not thread-safe to toggle.
-VICREG_EXPORT bool cpu_kernels_enabled();
-VICREG_EXPORT void set_cpu_kernels_enabled(bool enabled);
-
 // --- names of the knobs as the operators spell them --------------------------------------
 const char* to_string(InvarianceNorm v);
 const char* to_string(VarianceForm v);
@@ -26,6 +21,12 @@ InvarianceNorm parse_invariance(const std::string& s);
 VarianceForm parse_variance_form(const std::string& s);
 ViewReduction parse_view_reduction(const std::string& s);
 CovarianceNorm parse_covariance_norm(const std::string& s);
+// The loss options from the internal operators' settings (every knob by name).
+VICRegLossOptions options_from_knobs(double inv_coeff, double var_coeff, double cov_coeff,
+                                     double gamma, double eps, c10::string_view invariance,
+                                     c10::string_view variance_form,
+                                     c10::string_view variance_views,
+                                     c10::string_view covariance_norm);
 
 // --- validation (TORCH_CHECK with what was expected and what came) -----------------------
 void check_coefficients(const char* fn, double a, const char* a_name, double b,
@@ -46,6 +47,11 @@ void check_loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_
 // Everything a VCReg call checks: the input, channel_dim, the options and their dtype fit.
 void check_vcreg_call(const char* fn, const at::Tensor& x, double var_coeff, double cov_coeff,
                       double gamma, double eps, int64_t channel_dim);
+// The arguments of _vicreg_fused_backward: four 0-dim gradients and the saved list of the
+// forward (ops::Saved order, two [P, n, d] views of one shape).
+void check_fused_backward_args(const at::Tensor& g_loss, const at::Tensor& g_inv,
+                               const at::Tensor& g_var, const at::Tensor& g_cov,
+                               at::TensorList saved);
 void check_finite_input(const char* fn, const char* name, const at::Tensor& t);
 void check_finite_result(const char* fn, const at::Tensor& loss);
 
@@ -54,20 +60,19 @@ at::Tensor to_compute_dtype(const at::Tensor& z);
 
 // [n, P..., d] -> [P, n, d] (a view; P = 1 for [n, d]).
 at::Tensor as_positions(const at::Tensor& z);
-// [P, n, d] -> the layout and shape of `like` ([n, P..., d]).
-at::Tensor from_positions(const at::Tensor& g, const at::Tensor& like);
+// [P, n, d] -> the layout [n, P..., d] of a view of shape `sizes`.
+at::Tensor from_positions(const at::Tensor& g, at::IntArrayRef sizes);
 
 // [.., c, ..] with channels at `channel_dim` -> [n_samples, c] (may copy).
 at::Tensor as_samples_by_channels(const at::Tensor& x, int64_t channel_dim);
 
-// The loss and its terms from tensor ops, differentiated by autograd (the reference path).
+// The loss and its terms from tensor ops, differentiated by autograd (Backward::Autograd).
 VICRegTerms vicreg_terms_tensor_ops(const at::Tensor& z_a, const at::Tensor& z_b,
                                     const VICRegLossOptions& o);
 
-// The knobs of the internal fused operators packed into one int: 1 sample-mean invariance,
-// 2 var form, 4 views summed, 8 biased covariance. (check_finite is handled above them.)
-int64_t pack_config(const VICRegLossOptions& o);
-VICRegLossOptions unpack_config(int64_t config, double inv_coeff, double var_coeff,
-                                double cov_coeff, double gamma, double eps);
+// What the public operators compute (the process group aside): validation, check_finite, and
+// the fused operator or the tensor-op path as o.backward() says.
+VICRegTerms single_process_terms(const at::Tensor& z_a, const at::Tensor& z_b,
+                                 const VICRegLossOptions& o);
 
 }  // namespace vicreg::detail

@@ -1,10 +1,13 @@
-// The tensor-op formulation of the VICReg loss and of the VCReg penalty (differentiated by
-// autograd), and the functional front ends that call the registered operators.
+// The tensor-op formulation of the VICReg loss and of the VCReg penalty (the math core's
+// forward, differentiated by autograd), and the functional front ends that call the registered
+// operators.
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "detail.h"
+#include "ops/ops.h"
+#include "ops/view_stats.h"
 #include "vicreg/functional.h"
 #ifdef VICREG_WITH_DISTRIBUTED
 #include "vicreg/distributed.h"
@@ -13,23 +16,20 @@
 namespace vicreg {
 namespace {
 
-// v(Z) for Z3 = [P, n, d]: mean over positions and dims of the hinge.
-at::Tensor variance_of_positions(const at::Tensor& z3, double gamma, double eps,
-                                 VarianceForm form) {
-  const int64_t n = z3.size(1);
-  const auto zc = z3 - z3.mean(1, /*keepdim=*/true);
-  const auto var = zc.square().sum(1) / static_cast<double>(n - 1);
-  const auto s = form == VarianceForm::Std ? at::sqrt(var + eps) : var;
-  return at::relu(gamma - s).mean();
+// Zc of one view [n, d] or [n, P..., d] as [P, n, d], in the compute dtype.
+at::Tensor centered_positions(const at::Tensor& z) {
+  return ops::center(detail::as_positions(detail::to_compute_dtype(z))).zc;
 }
 
-// (1/d) sum_{i != j} C_ij^2 for Z3 = [P, n, d], averaged over positions; C = Zc^T Zc / m.
-at::Tensor off_diagonal_sq_sum_of_positions(const at::Tensor& z3, double m) {
-  const int64_t d = z3.size(2);
-  const auto zc = z3 - z3.mean(1, /*keepdim=*/true);
-  const auto cov = at::matmul(zc.transpose(1, 2), zc) / m;  // [P, d, d]
-  const auto off = cov * (1 - at::eye(d, cov.options()));
-  return off.square().sum() / static_cast<double>(z3.size(0));
+double covariance_denominator(int64_t n, const VICRegLossOptions& o) {
+  return o.covariance_norm() == CovarianceNorm::Unbiased ? n - 1 : n;
+}
+
+// c(Z) of one view from its statistics: offdiag / (m^2 d P).
+at::Tensor covariance_of(const ops::ViewStats& s, const at::Tensor& zc,
+                         const VICRegLossOptions& o) {
+  const double m = covariance_denominator(zc.size(1), o);
+  return s.offdiag / (m * m * static_cast<double>(zc.size(0) * zc.size(2)));
 }
 
 }  // namespace
@@ -38,14 +38,38 @@ namespace detail {
 
 VICRegTerms vicreg_terms_tensor_ops(const at::Tensor& z_a, const at::Tensor& z_b,
                                     const VICRegLossOptions& o) {
-  const auto za = to_compute_dtype(z_a), zb = to_compute_dtype(z_b);
+  const auto h = ops::hinge_of(o);
+  const auto zc_a = centered_positions(z_a), zc_b = centered_positions(z_b);
+  const auto a = ops::view_stats(zc_a, {}, h), b = ops::view_stats(zc_b, {}, h);
   VICRegTerms t;
-  t.invariance = functional::invariance_term(za, zb, o);
-  const auto va = functional::variance_term(za, o), vb = functional::variance_term(zb, o);
-  t.variance = o.variance_views() == ViewReduction::Mean ? (va + vb) / 2 : va + vb;
-  t.covariance = functional::covariance_term(za, o) + functional::covariance_term(zb, o);
+  t.invariance = functional::invariance_term(z_a, z_b, o);
+  t.variance = o.variance_views() == ViewReduction::Mean ? (a.hinge + b.hinge) / 2
+                                                         : a.hinge + b.hinge;
+  t.covariance = covariance_of(a, zc_a, o) + covariance_of(b, zc_b, o);
   t.loss = o.inv_coeff() * t.invariance + o.var_coeff() * t.variance +
            o.cov_coeff() * t.covariance;
+  return t;
+}
+
+VICRegTerms single_process_terms(const at::Tensor& z_a, const at::Tensor& z_b,
+                                 const VICRegLossOptions& o) {
+  constexpr const char* fn = "vicreg_loss";
+  check_loss_call(fn, z_a, z_b, o);
+  if (o.check_finite()) {
+    check_finite_input(fn, "z_a", z_a);
+    check_finite_input(fn, "z_b", z_b);
+  }
+  VICRegTerms t;
+  if (o.backward() == Backward::Fused) {
+    auto [loss, inv, var, cov, saved] = ops::fused_op().call(
+        z_a, z_b, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
+        to_string(o.invariance()), to_string(o.variance_form()), to_string(o.variance_views()),
+        to_string(o.covariance_norm()));
+    t = {loss, inv, var, cov};
+  } else {
+    t = vicreg_terms_tensor_ops(z_a, z_b, o);
+  }
+  if (o.check_finite()) check_finite_result(fn, t.loss);
   return t;
 }
 
@@ -67,16 +91,13 @@ at::Tensor variance_term(const at::Tensor& z, const VICRegLossOptions& o) {
   detail::check_gamma_eps("variance_term", o.gamma(), o.eps());
   detail::check_options_fit("variance_term", z.scalar_type(),
                             {{"gamma", o.gamma()}, {"eps", o.eps()}});
-  return variance_of_positions(detail::as_positions(detail::to_compute_dtype(z)), o.gamma(),
-                               o.eps(), o.variance_form());
+  return ops::view_stats(centered_positions(z), {}, ops::hinge_of(o), /*covariance=*/false).hinge;
 }
 
 at::Tensor covariance_term(const at::Tensor& z, const VICRegLossOptions& o) {
   detail::check_views("covariance_term", z, z);
-  const int64_t n = z.size(0), d = z.size(-1);
-  const double m = o.covariance_norm() == CovarianceNorm::Unbiased ? n - 1 : n;
-  return off_diagonal_sq_sum_of_positions(detail::as_positions(detail::to_compute_dtype(z)), m) /
-         static_cast<double>(d);
+  const auto zc = centered_positions(z);
+  return covariance_of(ops::view_stats(zc, {}, ops::hinge_of(o)), zc, o);
 }
 
 at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
@@ -84,11 +105,11 @@ at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
                            o.channel_dim());
   const auto x2 = detail::as_samples_by_channels(detail::to_compute_dtype(x), o.channel_dim());
   const int64_t n = x2.size(0), c = x2.size(1);
-  const auto x3 = x2.unsqueeze(0);
-  const auto v = variance_of_positions(x3, o.gamma(), o.eps(), o.variance_form());
-  if (c < 2) return o.var_coeff() * v;
-  const auto cov = off_diagonal_sq_sum_of_positions(x3, n - 1) / static_cast<double>(c * (c - 1));
-  return o.var_coeff() * v + o.cov_coeff() * cov;
+  const auto zc = ops::center(x2.unsqueeze(0)).zc;
+  const auto s = ops::view_stats(zc, {}, {o.variance_form(), o.gamma(), o.eps()}, c > 1);
+  if (c < 2) return o.var_coeff() * s.hinge;
+  const double scale = 1.0 / (static_cast<double>(n - 1) * (n - 1) * c * (c - 1));
+  return o.var_coeff() * s.hinge + o.cov_coeff() * scale * s.offdiag;
 }
 
 VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
@@ -111,18 +132,21 @@ VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
                 "distributed support (configure with -DVICREG_DISTRIBUTED=ON)");
 #endif
   }
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("vicreg::vicreg_loss_custom", "")
-          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-              const at::Tensor&, const at::Tensor&, double, double, double, double, double,
-              c10::string_view, c10::string_view, c10::string_view, c10::string_view, bool,
-              bool)>();
+  // Through the public operator, so that C++, Python and TorchScript share one path.
+  using Knob = c10::optional<c10::string_view>;
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("vicreg::vicreg_terms", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                                 const at::Tensor&, const at::Tensor&, double, double, double,
+                                 double, double, c10::string_view, Knob, Knob, Knob, Knob, bool,
+                                 bool)>();
   auto [loss, inv, var, cov] =
       op.call(z_a, z_b, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
-              detail::to_string(o.invariance()), detail::to_string(o.variance_form()),
-              detail::to_string(o.variance_views()), detail::to_string(o.covariance_norm()),
-              o.backward() == Backward::Fused, o.check_finite());
+              "reference", Knob(detail::to_string(o.invariance())),
+              Knob(detail::to_string(o.variance_form())),
+              Knob(detail::to_string(o.variance_views())),
+              Knob(detail::to_string(o.covariance_norm())), o.backward() == Backward::Fused,
+              o.check_finite());
   return {loss, inv, var, cov};
 }
 

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "detail.h"
+#include "ops/view_stats.h"
 #include "vicreg/options.h"
 
 namespace vicreg {
@@ -48,10 +49,6 @@ std::string convention_name(const VICRegLossOptions& o) {
 
 namespace detail {
 
-static bool g_cpu_kernels = true;
-bool cpu_kernels_enabled() { return g_cpu_kernels; }
-void set_cpu_kernels_enabled(bool enabled) { g_cpu_kernels = enabled; }
-
 const char* to_string(InvarianceNorm v) {
   return v == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
 }
@@ -82,6 +79,23 @@ CovarianceNorm parse_covariance_norm(const std::string& s) {
   if (s == "biased") return CovarianceNorm::Biased;
   TORCH_CHECK(false, "vicreg: unknown covariance_norm '", s,
               "'; expected \"unbiased\" or \"biased\"");
+}
+
+VICRegLossOptions options_from_knobs(double inv_coeff, double var_coeff, double cov_coeff,
+                                     double gamma, double eps, c10::string_view invariance,
+                                     c10::string_view variance_form,
+                                     c10::string_view variance_views,
+                                     c10::string_view covariance_norm) {
+  return VICRegLossOptions()
+      .inv_coeff(inv_coeff)
+      .var_coeff(var_coeff)
+      .cov_coeff(cov_coeff)
+      .gamma(gamma)
+      .eps(eps)
+      .invariance(parse_invariance(std::string(invariance)))
+      .variance_form(parse_variance_form(std::string(variance_form)))
+      .variance_views(parse_view_reduction(std::string(variance_views)))
+      .covariance_norm(parse_covariance_norm(std::string(covariance_norm)));
 }
 
 void check_coefficients(const char* fn, double a, const char* a_name, double b,
@@ -181,6 +195,37 @@ void check_vcreg_call(const char* fn, const at::Tensor& x, double var_coeff, dou
                      {"eps", eps}});
 }
 
+void check_fused_backward_args(const at::Tensor& g_loss, const at::Tensor& g_inv,
+                               const at::Tensor& g_var, const at::Tensor& g_cov,
+                               at::TensorList saved) {
+  constexpr const char* fn = "_vicreg_fused_backward";
+  for (const auto* g : {&g_loss, &g_inv, &g_var, &g_cov}) {
+    TORCH_CHECK(g->defined() && g->dim() == 0, fn,
+                ": expected four 0-dim output gradients (loss, invariance, variance, covariance)"
+                ", got one of shape ",
+                g->defined() ? c10::str(g->sizes()) : std::string("undefined"));
+  }
+  TORCH_CHECK(saved.size() == 7, fn,
+              ": expected the 7 saved tensors of _vicreg_fused (zc_a, zc_b, mean_diff, colsq_a, "
+              "colsq_b, mat_a, mat_b), got ",
+              saved.size());
+  for (const auto& t : saved) TORCH_CHECK(t.defined(), fn, ": a saved tensor is undefined");
+  const auto& zc = saved[0];
+  TORCH_CHECK(zc.dim() == 3 && saved[1].sizes() == zc.sizes(), fn,
+              ": expected two centered views [P, n, d] of one shape, got ", zc.sizes(), " and ",
+              saved[1].sizes());
+  const int64_t P = zc.size(0), n = zc.size(1), d = zc.size(2);
+  const int64_t k = ops::use_gram(n, d) ? n : d;
+  for (int i : {2, 3, 4}) {
+    TORCH_CHECK(saved[i].sizes() == at::IntArrayRef({P, d}), fn, ": saved tensor ", i,
+                " must be [P, d] = [", P, ", ", d, "], got ", saved[i].sizes());
+  }
+  for (int i : {5, 6}) {
+    TORCH_CHECK(saved[i].sizes() == at::IntArrayRef({P, k, k}), fn, ": saved tensor ", i,
+                " must be [P, k, k] = [", P, ", ", k, ", ", k, "], got ", saved[i].sizes());
+  }
+}
+
 void check_finite_input(const char* fn, const char* name, const at::Tensor& t) {
   TORCH_CHECK(at::isfinite(t).all().item<bool>(), fn, ": ", name,
               " contains NaN or Inf (check_finite is on)");
@@ -203,37 +248,14 @@ at::Tensor as_positions(const at::Tensor& z) {
   return z.reshape({n, -1, d}).transpose(0, 1);
 }
 
-at::Tensor from_positions(const at::Tensor& g, const at::Tensor& like) {
-  if (like.dim() == 2) return g.squeeze(0);
-  return g.transpose(0, 1).reshape(like.sizes());
+at::Tensor from_positions(const at::Tensor& g, at::IntArrayRef sizes) {
+  if (sizes.size() == 2) return g.squeeze(0);
+  return g.transpose(0, 1).reshape(sizes);
 }
 
 at::Tensor as_samples_by_channels(const at::Tensor& x, int64_t channel_dim) {
   const int64_t c = x.size(channel_dim);
   return x.movedim(channel_dim, -1).reshape({-1, c});
-}
-
-int64_t pack_config(const VICRegLossOptions& o) {
-  return (o.invariance() == InvarianceNorm::SampleMean ? 1 : 0) |
-         (o.variance_form() == VarianceForm::Var ? 2 : 0) |
-         (o.variance_views() == ViewReduction::Sum ? 4 : 0) |
-         (o.covariance_norm() == CovarianceNorm::Biased ? 8 : 0);
-}
-
-VICRegLossOptions unpack_config(int64_t config, double inv_coeff, double var_coeff,
-                                double cov_coeff, double gamma, double eps) {
-  TORCH_CHECK(config >= 0 && config < 16, "vicreg: invalid internal config ", config,
-              " (bit flags 0..15)");
-  return VICRegLossOptions()
-      .inv_coeff(inv_coeff)
-      .var_coeff(var_coeff)
-      .cov_coeff(cov_coeff)
-      .gamma(gamma)
-      .eps(eps)
-      .invariance((config & 1) ? InvarianceNorm::SampleMean : InvarianceNorm::ElementMean)
-      .variance_form((config & 2) ? VarianceForm::Var : VarianceForm::Std)
-      .variance_views((config & 4) ? ViewReduction::Sum : ViewReduction::Mean)
-      .covariance_norm((config & 8) ? CovarianceNorm::Biased : CovarianceNorm::Unbiased);
 }
 
 }  // namespace detail

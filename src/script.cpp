@@ -1,4 +1,4 @@
-// TorchScript module built around the vicreg::vicreg_loss_custom operator.
+// TorchScript module built around the vicreg::vicreg_terms operator.
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/sugared_value.h>
@@ -72,10 +72,10 @@ torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
   m.register_attribute("check_finite", c10::BoolType::get(), o.check_finite());
   m.define(R"JIT(
 def terms(self, z_a: Tensor, z_b: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return torch.ops.vicreg.vicreg_loss_custom(
+    return torch.ops.vicreg.vicreg_terms(
         z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff, self.gamma, self.eps,
-        self.invariance, self.variance_form, self.variance_views, self.covariance_norm,
-        self.fused_backward, self.check_finite)
+        "reference", self.invariance, self.variance_form, self.variance_views,
+        self.covariance_norm, self.fused_backward, self.check_finite)
 
 def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
     return self.terms(z_a, z_b)[0]

@@ -1,6 +1,7 @@
 #pragma once
-// Test helpers: independent double-precision formulas written from ../shared/CONVENTIONS.md
-// with plain loops (no code under test), central differences, and the (device, dtype) grid.
+// Test helpers: independent double-precision formulas written from the conventions in
+// README.md with plain loops (no code under test), central differences, and the (device, dtype)
+// grid.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -55,7 +56,7 @@ inline std::pair<double, double> reference_view(const at::Tensor& z3, double gam
   return {v_sum / P, c_sum / P};
 }
 
-// The VICReg loss and terms of CONVENTIONS.md for views [n, d] or [n, P..., d].
+// The VICReg loss and terms of the conventions for views [n, d] or [n, P..., d].
 inline RefTerms reference_terms(const at::Tensor& za_in, const at::Tensor& zb_in,
                                 const VICRegLossOptions& o) {
   const int64_t n = za_in.size(0), d = za_in.size(-1);
@@ -79,7 +80,7 @@ inline RefTerms reference_terms(const at::Tensor& za_in, const at::Tensor& zb_in
   return r;
 }
 
-// The VCReg penalty of CONVENTIONS.md: samples-by-channels, C with n-1, cov / (d (d-1)).
+// The VCReg penalty: samples-by-channels, C with n-1, cov / (d (d-1)).
 inline double reference_vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
   const int64_t c = x.size(o.channel_dim());
   const auto x2 = x.detach().to(torch::kCPU, torch::kFloat64).movedim(o.channel_dim(), -1)

@@ -38,10 +38,24 @@ void call_op(const char* name, std::vector<c10::IValue> args) {
   op.callBoxed(&stack);
 }
 
-std::vector<c10::IValue> custom_args(at::Tensor a, at::Tensor b, const char* invariance,
-                                     const char* form, const char* views, const char* norm) {
-  return {a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, std::string(invariance), std::string(form),
-          std::string(views), std::string(norm), true, false};
+// The arguments of vicreg_loss / vicreg_terms: a convention and the four knob overrides.
+std::vector<c10::IValue> front_args(at::Tensor a, at::Tensor b, const char* convention,
+                                    const char* invariance = nullptr, const char* form = nullptr,
+                                    const char* views = nullptr, const char* norm = nullptr) {
+  auto knob = [](const char* v) { return v ? c10::IValue(std::string(v)) : c10::IValue(); };
+  return {a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, std::string(convention), knob(invariance),
+          knob(form), knob(views), knob(norm), true, false};
+}
+
+// The settings of the internal fused ops, every knob by name.
+std::vector<c10::IValue> fused_settings(const char* norm = "unbiased") {
+  return {25.0, 25.0, 1.0, 1.0, 1e-4, std::string("element_mean"), std::string("std"),
+          std::string("mean"), std::string(norm)};
+}
+
+std::vector<c10::IValue> concat(std::vector<c10::IValue> a, const std::vector<c10::IValue>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 // Sets the torchrun variables for one row and restores a clean environment afterwards.
@@ -143,43 +157,50 @@ void add_loss_rows(std::vector<Row>& rows) {
 void add_operator_rows(std::vector<Row>& rows) {
   const auto z = torch::randn({8, 4});
   rows.push_back({"vicreg_loss op: unknown convention", [z] {
-                    call_op("vicreg::vicreg_loss", {z, z, 25.0, 25.0, 1.0, 1.0, 1e-4,
-                                                    std::string("solo-learn"), true});
+                    call_op("vicreg::vicreg_loss", front_args(z, z, "solo-learn"));
                   }, "unknown convention 'solo-learn'"});
   rows.push_back({"vicreg_loss op: views of different shapes", [z] {
-                    call_op("vicreg::vicreg_loss", {z, torch::randn({8, 2}), 25.0, 25.0, 1.0, 1.0,
-                                                    1e-4, std::string("reference"), true});
+                    call_op("vicreg::vicreg_loss", front_args(z, torch::randn({8, 2}), "paper"));
                   }, "same shape"});
-  rows.push_back({"vicreg_loss_custom op: unknown invariance", [z] {
-                    call_op("vicreg::vicreg_loss_custom",
-                            custom_args(z, z, "l2", "std", "mean", "unbiased"));
+  rows.push_back({"vicreg_terms op: unknown invariance", [z] {
+                    call_op("vicreg::vicreg_terms", front_args(z, z, "reference", "l2"));
                   }, "unknown invariance 'l2'"});
-  rows.push_back({"vicreg_loss_custom op: unknown variance_form", [z] {
-                    call_op("vicreg::vicreg_loss_custom",
-                            custom_args(z, z, "element_mean", "mad", "mean", "unbiased"));
+  rows.push_back({"vicreg_terms op: unknown variance_form", [z] {
+                    call_op("vicreg::vicreg_terms", front_args(z, z, "paper", nullptr, "mad"));
                   }, "unknown variance_form 'mad'"});
-  rows.push_back({"vicreg_loss_custom op: unknown variance_views", [z] {
-                    call_op("vicreg::vicreg_loss_custom",
-                            custom_args(z, z, "element_mean", "std", "max", "unbiased"));
+  rows.push_back({"vicreg_loss op: unknown variance_views", [z] {
+                    call_op("vicreg::vicreg_loss",
+                            front_args(z, z, "article", nullptr, nullptr, "max"));
                   }, "unknown variance_views 'max'"});
-  rows.push_back({"vicreg_loss_custom op: unknown covariance_norm", [z] {
-                    call_op("vicreg::vicreg_loss_custom",
-                            custom_args(z, z, "element_mean", "std", "mean", "population"));
+  rows.push_back({"vicreg_terms op: unknown covariance_norm", [z] {
+                    call_op("vicreg::vicreg_terms",
+                            front_args(z, z, "reference", nullptr, nullptr, nullptr, "population"));
                   }, "unknown covariance_norm 'population'"});
-  rows.push_back({"_vicreg_loss_fused op: invalid config", [z] {
-                    call_op("vicreg::_vicreg_loss_fused",
-                            {z, z, 25.0, 25.0, 1.0, 1.0, 1e-4, int64_t{99}});
-                  }, "invalid internal config 99"});
-  rows.push_back({"_vicreg_loss_fused_backward op: wrong gradient list", [z] {
-                    call_op("vicreg::_vicreg_loss_fused_backward",
-                            {std::vector<at::Tensor>{}, z, z, std::vector<at::Tensor>(6, z), 25.0,
-                             25.0, 1.0, 1.0, 1e-4, int64_t{0}});
-                  }, "expected 4 output gradients, got 0"});
-  rows.push_back({"_vicreg_loss_fused_backward op: wrong saved list", [z] {
-                    call_op("vicreg::_vicreg_loss_fused_backward",
-                            {std::vector<at::Tensor>(4, torch::ones({})), z, z,
-                             std::vector<at::Tensor>{z}, 25.0, 25.0, 1.0, 1.0, 1e-4, int64_t{0}});
-                  }, "expected 6 saved tensors, got 1"});
+  rows.push_back({"_vicreg_fused op: unknown covariance_norm", [z] {
+                    call_op("vicreg::_vicreg_fused", concat({z, z}, fused_settings("population")));
+                  }, "unknown covariance_norm 'population'"});
+  const auto zero = torch::zeros({});
+  const auto saved = [] {
+    const auto zc = torch::randn({1, 8, 4});
+    const auto col = torch::ones({1, 4});
+    return std::vector<at::Tensor>{zc, zc, col, col, col, torch::eye(4).unsqueeze(0),
+                                   torch::eye(4).unsqueeze(0)};
+  }();
+  rows.push_back({"_vicreg_fused_backward op: an output gradient that is not 0-dim", [=] {
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({torch::ones({2}), zero, zero, zero, saved}, fused_settings()));
+                  }, "expected four 0-dim output gradients"});
+  rows.push_back({"_vicreg_fused_backward op: wrong saved list", [=] {
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({zero, zero, zero, zero, std::vector<at::Tensor>{z}},
+                                   fused_settings()));
+                  }, "expected the 7 saved tensors of _vicreg_fused"});
+  rows.push_back({"_vicreg_fused_backward op: saved matrix of the wrong size", [=] {
+                    auto bad = saved;
+                    bad[5] = torch::eye(8).unsqueeze(0);
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                  }, "must be [P, k, k] = [1, 4, 4]"});
   rows.push_back({"double backward through the fused backward", [] {
                     auto a = torch::randn({8, 4}, torch::kFloat64).requires_grad_(true);
                     auto b = torch::randn({8, 4}, torch::kFloat64);
@@ -363,9 +384,9 @@ TEST(Catalogue, EveryInvalidInputEndsInAClearError) {
     EXPECT_THROW_WITH(r.call(), r.needle);
   }
 #ifdef VICREG_WITH_DISTRIBUTED
-  constexpr size_t kRows = 101;
+  constexpr size_t kRows = 102;
 #else
-  constexpr size_t kRows = 92;
+  constexpr size_t kRows = 93;
 #endif
   // A row added or lost changes the count the README and the issue notes quote.
   EXPECT_EQ(rows.size(), kRows);

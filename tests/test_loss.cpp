@@ -1,8 +1,12 @@
 // VICReg loss: values against independent double-precision formulas, the hand-written backward
 // against autograd and central differences, reduced precision, bad input.
 
-#include "detail.h"
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <array>
+
 #include "helpers.h"
+#include "ops/ops.h"
 
 namespace vicreg::testing {
 namespace {
@@ -134,13 +138,46 @@ TEST_P(LossTest, ModuleForwardEqualsFunctionalAndTerms) {
             tol());
 }
 
-// The fused path has hand-written CPU kernels for its elementwise work and an ATen composition
-// (what CUDA runs); both must match the independent formula and the autograd gradients.
-TEST_P(LossTest, CpuKernelsAndAtenCompositionBothMatchReference) {
+// The fused ops have hand-written CPU kernels and composite kernels (ATen ops: what CUDA, meta
+// and other backends run). The composite kernels are also registered as the test-only ops
+// vicreg::_vicreg_fused_composite / _vicreg_fused_backward_composite, so both kernels run here
+// on the same CPU tensors, through the dispatcher.
+struct FusedRun {
+  at::Tensor loss, inv, var, cov;
+  std::vector<at::Tensor> saved;
+  at::Tensor grad_a, grad_b;  // of objective(), in the views' layout
+};
+
+// `weights`: of the loss and the three terms in the objective differentiated (objective()'s).
+FusedRun run_fused_ops(const at::Tensor& za, const at::Tensor& zb, const VICRegLossOptions& o,
+                       bool composite, std::array<double, 4> weights = {1, 0.3, 0.7, 1.3}) {
+  const std::string suffix = composite ? "_composite" : "";
+  auto& dispatcher = c10::Dispatcher::singleton();
+  const auto forward = dispatcher.findSchemaOrThrow(("vicreg::_vicreg_fused" + suffix).c_str(), "")
+                           .typed<ops::FusedFn>();
+  const auto backward =
+      dispatcher.findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix).c_str(), "")
+          .typed<ops::FusedBackwardFn>();
+  const char* inv = o.invariance() == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
+  const char* form = o.variance_form() == VarianceForm::Std ? "std" : "var";
+  const char* views = o.variance_views() == ViewReduction::Mean ? "mean" : "sum";
+  const char* norm = o.covariance_norm() == CovarianceNorm::Unbiased ? "unbiased" : "biased";
+  FusedRun r;
+  std::tie(r.loss, r.inv, r.var, r.cov, r.saved) =
+      forward.call(za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(), inv,
+                   form, views, norm);
+  auto w = [&](int i) { return at::scalar_tensor(weights[i], r.loss.options()); };
+  auto [ga, gb] = backward.call(w(0), w(1), w(2), w(3), r.saved, o.inv_coeff(),
+                                o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(), inv, form,
+                                views, norm);
+  // [P, n, d] -> [n, P..., d]
+  r.grad_a = ga.transpose(0, 1).reshape(za.sizes());
+  r.grad_b = gb.transpose(0, 1).reshape(zb.sizes());
+  return r;
+}
+
+TEST_P(LossTest, CpuKernelsAndCompositeKernelsBothMatchReference) {
   if (GetParam().device != torch::kCPU) GTEST_SKIP() << "the CPU kernels exist on CPU only";
-  struct Restore {
-    ~Restore() { detail::set_cpu_kernels_enabled(true); }
-  } restore;
   for (const auto& shape : kShapes) {
     const auto za = spread_embeddings(shape, opts(), 21);
     const auto zb =  // a strided (column-major) copy
@@ -148,19 +185,42 @@ TEST_P(LossTest, CpuKernelsAndAtenCompositionBothMatchReference) {
     const auto o = VICRegLossOptions::paper();
     auto [aa, ab] = gradients(za, zb, with_backward(o, Backward::Autograd));
     const auto ref = reference_terms(za, zb, o);
-    for (bool kernels : {true, false}) {
-      detail::set_cpu_kernels_enabled(kernels);
-      const auto t = functional::vicreg_terms(za, zb, o);
-      auto [fa, fb] = gradients(za, zb, o);
-      SCOPED_TRACE(std::string(kernels ? "CPU kernels " : "ATen composition ") +
+    const auto cpu = run_fused_ops(za, zb, o, false);
+    const auto composite = run_fused_ops(za, zb, o, true);
+    for (const auto* r : {&cpu, &composite}) {
+      SCOPED_TRACE(std::string(r == &cpu ? "CPU kernels " : "composite kernels ") +
                    c10::str(c10::IntArrayRef(shape)));
-      EXPECT_LT(rel_error(t.loss.item<double>(), ref.loss), tol());
-      EXPECT_LT(rel_error(t.invariance.item<double>(), ref.inv), tol());
-      EXPECT_LT(rel_error(t.covariance.item<double>(), ref.cov), tol());
-      EXPECT_LT(rel_error(fa, aa), tol());
-      EXPECT_LT(rel_error(fb, ab), tol());
+      EXPECT_LT(rel_error(r->loss.item<double>(), ref.loss), tol());
+      EXPECT_LT(rel_error(r->inv.item<double>(), ref.inv), tol());
+      EXPECT_LT(rel_error(r->var.item<double>(), ref.var), tol());
+      EXPECT_LT(rel_error(r->cov.item<double>(), ref.cov), tol());
+      EXPECT_LT(rel_error(r->grad_a, aa), tol());
+      EXPECT_LT(rel_error(r->grad_b, ab), tol());
+    }
+    // The same saved tensors (Zc of both views, mean_a - mean_b, column sums of squares,
+    // matrices), so either backward kernel can follow either forward kernel.
+    ASSERT_EQ(cpu.saved.size(), composite.saved.size());
+    for (size_t i = 0; i < cpu.saved.size(); ++i) {
+      EXPECT_EQ(cpu.saved[i].sizes(), composite.saved[i].sizes()) << "saved " << i;
+      // (floor 1: the data's scale; the mean difference of standardized views is ~1e-17)
+      EXPECT_LT(rel_error(cpu.saved[i], composite.saved[i], 1.0), tol()) << "saved " << i;
     }
   }
+}
+
+// What the fused forward keeps for the backward: Zc of both views, small per-column vectors and
+// one k x k matrix per view, not the inputs as well.
+TEST_P(LossTest, FusedForwardSavesCenteredViewsNotInputs) {
+  const auto za = spread_embeddings({12, 40}, opts(), 23).requires_grad_(true);
+  const auto zb = spread_embeddings({12, 40}, opts(), 24).requires_grad_(true);
+  const auto loss = functional::vicreg_loss(za, zb);
+  const auto saved = run_fused_ops(za.detach(), zb.detach(), VICRegLossOptions(), false).saved;
+  ASSERT_EQ(saved.size(), 7u);
+  int64_t saved_numel = 0;
+  for (const auto& t : saved) saved_numel += t.numel();
+  // 2 x [12, 40] + 3 x [40] + 2 x [12, 12] (Gram path: 2 (n-1) <= d)
+  EXPECT_EQ(saved_numel, 2 * 12 * 40 + 3 * 40 + 2 * 12 * 12);
+  EXPECT_TRUE(loss.grad_fn());
 }
 
 INSTANTIATE_TEST_SUITE_P(DeviceDtype, LossTest, ::testing::ValuesIn(device_dtype_grid()),
@@ -222,6 +282,125 @@ TEST_P(GradCheckTest, DoubleBackwardAutogradPathIsCorrectFusedPathRefuses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Device, GradCheckTest, ::testing::Values(torch::kCPU, torch::kCUDA),
+                         [](const auto& info) {
+                           return std::string(info.param == torch::kCUDA ? "CUDA" : "CPU");
+                         });
+
+// ---- devices without data: meta ----------------------------------------------------------
+
+TEST(Meta, ForwardAndBothBackwardsGiveShapesOnMetaTensors) {
+  const auto opts = torch::TensorOptions().device(torch::kMeta).dtype(torch::kFloat32);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{16, 40}, {40, 16}, {8, 3, 5}}) {
+    for (auto b : {Backward::Fused, Backward::Autograd}) {
+      auto za = torch::empty(shape, opts).requires_grad_(true);
+      auto zb = torch::empty(shape, opts).requires_grad_(true);
+      const auto t = functional::vicreg_terms(za, zb, VICRegLossOptions::paper().backward(b));
+      for (const auto& x : {t.loss, t.invariance, t.variance, t.covariance}) {
+        EXPECT_EQ(x.dim(), 0);
+        EXPECT_TRUE(x.is_meta());
+      }
+      auto g = torch::autograd::grad({objective(t)}, {za, zb});
+      EXPECT_EQ(g[0].sizes(), za.sizes());
+      EXPECT_EQ(g[1].sizes(), zb.sizes());
+      EXPECT_TRUE(g[0].is_meta());
+    }
+  }
+  auto x = torch::empty({8, 4, 5, 5}, opts).requires_grad_(true);
+  VCReg layer(VCRegOptions().channel_dim(1));
+  auto gx = torch::autograd::grad({layer->forward(x).sum()}, {x})[0];
+  EXPECT_EQ(gx.sizes(), x.sizes());
+  EXPECT_TRUE(gx.is_meta());
+}
+
+// ---- precision at the edges ---------------------------------------------------------------
+
+class PrecisionTest : public ::testing::TestWithParam<torch::DeviceType> {
+ protected:
+  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam()); }
+};
+
+// n x d rows whose covariance is the identity on their span (all nonzero singular values of the
+// centered matrix equal sqrt(n-1)): the state VICReg's variance and covariance terms drive to.
+at::Tensor whitened(int64_t n, int64_t d, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, d}, torch::kFloat64);
+  x = x - x.mean(0, true);
+  auto [u, s, vh] = at::linalg_svd(x, false);
+  const int64_t r = std::min(n - 1, d);
+  return (u.slice(1, 0, r) * std::sqrt(n - 1.0)).mm(vh.slice(0, 0, r));
+}
+
+// float32 against float64 on the same (float32-representable) inputs: the covariance term within
+// 1e-5 relative and the gradient within 1e-6 in relative norm, at n/d in {0.5, 0.9, 1, 2}. (The
+// Gram path at n = d would cancel: -1.19e-3 for a true +2.04e-4 was seen at n = d = 1024.)
+TEST_P(PrecisionTest, Float32CovarianceAndGradientOnWhitenedViews) {
+  const int64_t d = 512;
+  for (double ratio : {0.5, 0.9, 1.0, 2.0}) {
+    const auto n = static_cast<int64_t>(ratio * d);
+    auto a = whitened(n, d, 31);
+    auto b = a + 0.1 * whitened(n, d, 32);
+    a = a.to(torch::kFloat32).to(torch::kFloat64);
+    b = b.to(torch::kFloat32).to(torch::kFloat64);
+    for (auto path : {Backward::Fused, Backward::Autograd}) {
+      const auto o = VICRegLossOptions().backward(path);
+      auto run = [&](torch::ScalarType dtype) {
+        auto x = a.to(GetParam(), dtype).requires_grad_(true);
+        auto y = b.to(GetParam(), dtype).requires_grad_(true);
+        const auto t = functional::vicreg_terms(x, y, o);
+        auto g = torch::autograd::grad({t.loss}, {x, y});
+        return std::tuple{t.covariance.item<double>(), torch::cat({g[0], g[1]}).to(torch::kCPU, torch::kFloat64)};
+      };
+      const auto [c64, g64] = run(torch::kFloat64);
+      const auto [c32, g32] = run(torch::kFloat32);
+      SCOPED_TRACE("n/d " + std::to_string(ratio) + (path == Backward::Fused ? " fused" : " autograd"));
+      EXPECT_GT(c64, 0.0);
+      EXPECT_LT(rel_error(c32, c64), 1e-5);
+      EXPECT_LT(((g32 - g64).norm() / g64.norm()).item<double>(), 1e-6);
+    }
+  }
+}
+
+// A common offset far above the spread (float64): the fused gradient equals the autograd one to
+// 1e-11, and with inv_coeff 0 its columns sum to zero to 1e-11 of its largest entry (the
+// centering is exact: a compensated mean in the CPU kernel, a second pass in the composite).
+TEST_P(PrecisionTest, Float64GradientUnderLargeCommonOffsets) {
+  const auto opts = torch::TensorOptions().device(GetParam()).dtype(torch::kFloat64);
+  auto loss_gradients = [](const at::Tensor& za, const at::Tensor& zb, const VICRegLossOptions& o) {
+    auto a = za.detach().clone().requires_grad_(true);
+    auto b = zb.detach().clone().requires_grad_(true);
+    auto g = torch::autograd::grad({functional::vicreg_loss(a, b, o)}, {a, b});
+    return std::pair{g[0], g[1]};
+  };
+  for (double offset : {1e4, 1e6, 1e8}) {
+    const auto za = spread_embeddings({24, 16}, opts, 33) + offset;
+    const auto zb = spread_embeddings({24, 16}, opts, 34) + offset;
+    for (const auto& o : {VICRegLossOptions(), VICRegLossOptions().inv_coeff(0)}) {
+      auto [fa, fb] = loss_gradients(za, zb, with_backward(o, Backward::Fused));
+      auto [aa, ab] = loss_gradients(za, zb, with_backward(o, Backward::Autograd));
+      SCOPED_TRACE("offset " + std::to_string(offset) + " inv_coeff " +
+                   std::to_string(o.inv_coeff()));
+      EXPECT_LT(rel_error(fa, aa), 1e-11);
+      EXPECT_LT(rel_error(fb, ab), 1e-11);
+      std::vector<at::Tensor> grads = {fa, fb};
+      if (GetParam() == torch::kCPU) {  // the composite kernels too, on the same tensors
+        const auto c = run_fused_ops(za, zb, o, true, {1, 0, 0, 0});
+        EXPECT_LT(rel_error(c.grad_a, aa), 1e-11);
+        EXPECT_LT(rel_error(c.grad_b, ab), 1e-11);
+        grads.push_back(c.grad_a);
+      }
+      // Without the invariance, each column of the gradient sums to zero (the loss does not
+      // change when a view moves as a whole); the invariance's gradient has column sums
+      // 2 n (mean_a - mean_b) / count.
+      if (o.inv_coeff() == 0) {
+        for (const auto& g : grads) {
+          EXPECT_LT((g.sum(0).abs().max() / g.abs().max()).item<double>(), 1e-11);
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Device, PrecisionTest, ::testing::Values(torch::kCPU, torch::kCUDA),
                          [](const auto& info) {
                            return std::string(info.param == torch::kCUDA ? "CUDA" : "CPU");
                          });

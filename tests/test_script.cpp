@@ -12,13 +12,17 @@ namespace {
 
 using Terms4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+using Knob = c10::optional<c10::string_view>;
+
+// vicreg::vicreg_terms with the convention's knobs (no overrides).
 Terms4 call_public_op(const at::Tensor& a, const at::Tensor& b, const std::string& convention,
                       bool fused) {
   static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("vicreg::vicreg_loss", "")
+                             .findSchemaOrThrow("vicreg::vicreg_terms", "")
                              .typed<Terms4(const at::Tensor&, const at::Tensor&, double, double,
-                                           double, double, double, c10::string_view, bool)>();
-  return op.call(a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, convention, fused);
+                                           double, double, double, c10::string_view, Knob, Knob,
+                                           Knob, Knob, bool, bool)>();
+  return op.call(a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, convention, {}, {}, {}, {}, fused, false);
 }
 
 TEST(Operators, PublicOpThroughDispatcherEqualsModule) {
@@ -46,15 +50,19 @@ TEST(Operators, ProfilerAndGraphSeeTheBackwardOperator) {
   ASSERT_TRUE(loss.grad_fn());
   EXPECT_NE(loss.grad_fn()->name().find("VICRegFusedFunction"), std::string::npos)
       << loss.grad_fn()->name();
-  auto op = c10::Dispatcher::singleton().findSchema({"vicreg::_vicreg_loss_fused_backward", ""});
-  EXPECT_TRUE(op.has_value());
+  for (const char* name : {"vicreg::vicreg_loss", "vicreg::vicreg_terms", "vicreg::_vicreg_fused",
+                           "vicreg::_vicreg_fused_backward", "vicreg::vcreg",
+                           "vicreg::_vcreg_backward"}) {
+    EXPECT_TRUE(c10::Dispatcher::singleton().findSchema({name, ""}).has_value()) << name;
+  }
 }
 
 TEST(TorchScript, CompiledCodeCallsTheOperatorWithGradients) {
   // torch::jit::compile's native resolver cannot see torch.ops; vicreg::script::compile can.
   auto cu = script::compile(R"JIT(
 def loss(a: Tensor, b: Tensor, fused: bool) -> Tensor:
-    return torch.ops.vicreg.vicreg_loss(a, b, 25.0, 25.0, 1.0, 1.0, 0.0001, "paper", fused)[0]
+    return torch.ops.vicreg.vicreg_loss(a, b, 25.0, 25.0, 1.0, 1.0, 0.0001, "paper",
+                                        fused_backward=fused)
 )JIT");
   const auto za = spread_embeddings({10, 7}, torch::kFloat64, 5);
   const auto zb = spread_embeddings({10, 7}, torch::kFloat64, 6);

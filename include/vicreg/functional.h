@@ -1,7 +1,7 @@
 #pragma once
 // The VICReg loss and the VCReg penalty as functions.
 //
-// Notation (../shared/CONVENTIONS.md): a view Z is [n, d], n samples as rows; local features
+// Notation: a view Z is [n, d], n samples as rows; local features
 // are [n, P..., d], and each position p has its own statistics over the n samples at p, the
 // terms being averaged over positions. Zc = Z - mean over samples, Var_j = sum_i Zc_ij^2/(n-1),
 // C = Zc^T Zc / m with m = n-1 (CovarianceNorm::Unbiased) or n (Biased).
@@ -36,7 +36,7 @@ struct VICRegTerms {
 namespace functional {
 
 /// VICReg loss of two views [n, d] or [n, P..., d]; 0-dim tensor. Goes through the dispatcher
-/// (operator vicreg::vicreg_loss_custom), so C++, Python and TorchScript share one path.
+/// (operator vicreg::vicreg_terms), so C++, Python and TorchScript share one path.
 VICREG_EXPORT at::Tensor vicreg_loss(const at::Tensor& z_a, const at::Tensor& z_b,
                                      const VICRegLossOptions& options = {});
 
@@ -64,7 +64,7 @@ VICREG_EXPORT at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& 
 
 /// The VCReg layer as a function: returns x (an alias, no copy) and, in the backward pass,
 /// adds the gradient of `vcreg_penalty(x, options)` to the incoming gradient.
-/// Goes through the operator vicreg::vcreg_custom.
+/// Goes through the operator vicreg::vcreg.
 VICREG_EXPORT at::Tensor vcreg(const at::Tensor& x, const VCRegOptions& options = {});
 
 }  // namespace functional

@@ -16,7 +16,7 @@ namespace vicreg::script {
 
 /// A torch::jit::Module whose attributes are the options (inv_coeff, var_coeff, cov_coeff,
 /// gamma, eps, invariance, variance_form, variance_views, covariance_norm, fused_backward,
-/// check_finite) and whose methods call torch.ops.vicreg.vicreg_loss_custom:
+/// check_finite) and whose methods call torch.ops.vicreg.vicreg_terms:
 ///   forward(z_a, z_b) -> Tensor (the loss)
 ///   terms(z_a, z_b) -> (loss, invariance, variance, covariance)
 VICREG_EXPORT torch::jit::Module make_loss_module(const VICRegLossOptions& options = {});

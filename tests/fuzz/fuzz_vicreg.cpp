@@ -188,6 +188,7 @@ const char* pick_string(Bytes& b, std::initializer_list<const char*> valid) {
 }
 
 using Terms4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using Knob = c10::optional<c10::string_view>;
 
 // inv, var, cov coefficients, gamma, eps: read in this order (function arguments are not).
 std::array<double, 5> coefficients(Bytes& b) {
@@ -242,32 +243,33 @@ void run(Bytes& b) {
       break;
     }
     case 2: {  // the public operator, as TorchScript and Python call it
-      static const auto op = c10::Dispatcher::singleton()
-                                 .findSchemaOrThrow("vicreg::vicreg_loss", "")
-                                 .typed<Terms4(const at::Tensor&, const at::Tensor&, double,
-                                               double, double, double, double, c10::string_view,
-                                               bool)>();
-      const auto c = coefficients(b);
-      const auto convention = pick_string(b, {"reference", "paper", "article"});
-      const auto out = op.call(za, zb, c[0], c[1], c[2], c[3], c[4], convention, b.flag());
-      backward_if_possible(std::get<0>(out), b);
-      break;
-    }
-    case 3: {  // every knob as a string
       static const auto op =
           c10::Dispatcher::singleton()
-              .findSchemaOrThrow("vicreg::vicreg_loss_custom", "")
+              .findSchemaOrThrow("vicreg::vicreg_loss", "")
+              .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, double, double,
+                                double, double, c10::string_view, Knob, Knob, Knob, Knob, bool,
+                                bool)>();
+      const auto c = coefficients(b);
+      const auto convention = pick_string(b, {"reference", "paper", "article"});
+      const auto loss = op.call(za, zb, c[0], c[1], c[2], c[3], c[4], convention, {}, {}, {}, {},
+                                b.flag(), false);
+      backward_if_possible(loss, b);
+      break;
+    }
+    case 3: {  // every knob as an override of the convention
+      static const auto op =
+          c10::Dispatcher::singleton()
+              .findSchemaOrThrow("vicreg::vicreg_terms", "")
               .typed<Terms4(const at::Tensor&, const at::Tensor&, double, double, double, double,
-                            double, c10::string_view, c10::string_view, c10::string_view,
-                            c10::string_view, bool, bool)>();
+                            double, c10::string_view, Knob, Knob, Knob, Knob, bool, bool)>();
       const bool check = b.flag();
       const auto c = coefficients(b);
       const auto inv = pick_string(b, {"element_mean", "sample_mean"});
       const auto form = pick_string(b, {"std", "var"});
       const auto views = pick_string(b, {"mean", "sum"});
       const auto norm = pick_string(b, {"unbiased", "biased"});
-      const auto out =
-          op.call(za, zb, c[0], c[1], c[2], c[3], c[4], inv, form, views, norm, b.flag(), check);
+      const auto out = op.call(za, zb, c[0], c[1], c[2], c[3], c[4], "reference", Knob(inv),
+                               Knob(form), Knob(views), Knob(norm), b.flag(), check);
       if (check && !std::isfinite(std::get<0>(out).item<double>())) {
         std::fprintf(stderr, "check_finite let a non-finite loss through (operator)\n");
         std::abort();

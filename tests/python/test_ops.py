@@ -19,10 +19,11 @@ if not LIB:
     pytest.skip("VICREG_LIBRARY is not set (run these tests through ctest)",
                 allow_module_level=True)
 torch.ops.load_library(LIB)
-OP = torch.ops.vicreg.vicreg_loss
+LOSS = torch.ops.vicreg.vicreg_loss
+TERMS = torch.ops.vicreg.vicreg_terms
 
 CONVENTIONS = {
-    # invariance, variance form, views, as in ../shared/CONVENTIONS.md
+    # invariance, variance form, views (README.md, "Conventions")
     "reference": ("element", "std", "mean"),
     "paper": ("sample", "std", "sum"),
     "article": ("sample", "var", "sum"),
@@ -31,7 +32,7 @@ CONVENTIONS = {
 
 def reference_terms(za, zb, convention, inv_c=25.0, var_c=25.0, cov_c=1.0, gamma=1.0,
                     eps=1e-4):
-    """Loops over positions and dims in float64, written from CONVENTIONS.md."""
+    """Loops over positions and dims in float64, written from the README's conventions."""
     inv_kind, form, views = CONVENTIONS[convention]
     n, d = za.shape[0], za.shape[-1]
     a = za.detach().double().reshape(n, -1, d)
@@ -77,10 +78,43 @@ def test_op_matches_independent_formula(convention, fused, shape):
     g = torch.Generator().manual_seed(1)
     za = torch.randn(shape, dtype=torch.float64, generator=g) * 0.7
     zb = za + 0.3 * torch.randn(shape, dtype=torch.float64, generator=g)
-    got = OP(za, zb, convention=convention, fused_backward=fused)
+    got = TERMS(za, zb, convention=convention, fused_backward=fused)
     want = reference_terms(za, zb, convention)
     for x, y in zip(got, want):
         assert abs(float(x) - y) <= 1e-10 * max(1.0, abs(y))
+    loss = LOSS(za, zb, convention=convention, fused_backward=fused)
+    assert loss.dim() == 0 and float(loss) == float(got[0])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_knobs_override_the_convention(fused):
+    g = torch.Generator().manual_seed(4)
+    za = torch.randn(10, 6, dtype=torch.float64, generator=g)
+    zb = torch.randn(10, 6, dtype=torch.float64, generator=g)
+    # The paper's knobs, given one by one on top of the reference convention.
+    got = TERMS(za, zb, convention="reference", invariance="sample_mean", variance_views="sum",
+                fused_backward=fused)
+    want = reference_terms(za, zb, "paper")
+    for x, y in zip(got, want):
+        assert abs(float(x) - y) <= 1e-10 * max(1.0, abs(y))
+    article = TERMS(za, zb, convention="paper", variance_form="var", fused_backward=fused)
+    assert abs(float(article[0]) - reference_terms(za, zb, "article")[0]) <= 1e-10 * abs(
+        float(article[0]))
+    with pytest.raises(RuntimeError, match="unknown variance_form 'mad'"):
+        LOSS(za, zb, variance_form="mad")
+
+
+def test_ops_have_kernels_on_the_meta_device():
+    a = torch.empty(16, 3, 40, device="meta", requires_grad=True)
+    b = torch.empty(16, 3, 40, device="meta", requires_grad=True)
+    for fused in (True, False):
+        t = TERMS(a, b, fused_backward=fused)
+        assert [x.shape for x in t] == [torch.Size([])] * 4
+        ga, gb = torch.autograd.grad(t[0], (a, b))
+        assert ga.shape == a.shape and ga.device.type == "meta" and gb.shape == b.shape
+    x = torch.empty(8, 4, 5, 5, device="meta", requires_grad=True)
+    (gx,) = torch.autograd.grad(torch.ops.vicreg.vcreg(x, channel_dim=1).sum(), (x,))
+    assert gx.shape == x.shape and gx.device.type == "meta"
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -91,13 +125,13 @@ def test_gradcheck_float64(fused, shape):
     zb = (torch.randn(shape, dtype=torch.float64, generator=g) * 0.4).requires_grad_()
     for convention in CONVENTIONS:
         assert torch.autograd.gradcheck(
-            lambda a, b: OP(a, b, convention=convention, fused_backward=fused), (za, zb))
+            lambda a, b: LOSS(a, b, convention=convention, fused_backward=fused), (za, zb))
 
 
 def test_fused_double_backward_is_a_clear_error():
     za = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
     zb = torch.randn(8, 5, dtype=torch.float64)
-    loss = OP(za, zb)[0]
+    loss = LOSS(za, zb)
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(loss, za, create_graph=True)
 
@@ -105,7 +139,7 @@ def test_fused_double_backward_is_a_clear_error():
 def test_script_and_trace():
     @torch.jit.script
     def scripted(a, b):
-        return torch.ops.vicreg.vicreg_loss(a, b, convention="paper")[0]
+        return torch.ops.vicreg.vicreg_loss(a, b, convention="paper")
 
     class Head(torch.nn.Module):
         def __init__(self):
@@ -113,10 +147,10 @@ def test_script_and_trace():
             self.proj = torch.nn.Linear(6, 10).double()
 
         def forward(self, a, b):
-            return torch.ops.vicreg.vicreg_loss(self.proj(a), self.proj(b))[0]
+            return torch.ops.vicreg.vicreg_loss(self.proj(a), self.proj(b))
 
     za, zb = fixed_input(0, 12, 6), fixed_input(1, 12, 6)
-    assert float(scripted(za, zb)) == float(OP(za, zb, convention="paper")[0])
+    assert float(scripted(za, zb)) == float(LOSS(za, zb, convention="paper"))
     head = Head()
     eager = head(za, zb)
     assert float(torch.jit.script(head)(za, zb)) == float(eager)
@@ -139,7 +173,7 @@ class Criterion(torch.nn.Module):
 
     def forward(self, a, b):
         return torch.ops.vicreg.vicreg_loss(a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, self.convention,
-                                            self.fused)[0]
+                                            fused_backward=self.fused)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -149,7 +183,7 @@ def test_python_saved_module_runs_in_cpp(tmp_path, fused):
     cpp = json.loads(_run_tool("run", path))
     a = fixed_input(0).requires_grad_()
     b = fixed_input(1).requires_grad_()
-    loss = OP(a, b, convention="paper", fused_backward=fused)[0]
+    loss = LOSS(a, b, convention="paper", fused_backward=fused)
     loss.backward()
     assert abs(cpp["loss"] - float(loss)) <= 1e-12 * abs(float(loss))
     assert torch.allclose(torch.tensor(cpp["grad_a"], dtype=torch.float64).reshape(16, 24), a.grad, rtol=1e-10,
@@ -170,7 +204,7 @@ def test_cpp_saved_module_runs_in_python(tmp_path, convention):
     assert abs(float(loss) - want[0]) <= 1e-10 * abs(want[0])
     loss.backward()
     a2 = fixed_input(0).requires_grad_()
-    OP(a2, b, convention=convention, fused_backward=False)[0].backward()
+    LOSS(a2, b, convention=convention, fused_backward=False).backward()
     assert torch.allclose(a.grad, a2.grad, rtol=1e-10, atol=1e-14)
     terms = module.terms(a, b)
     assert len(terms) == 4
@@ -179,19 +213,19 @@ def test_cpp_saved_module_runs_in_python(tmp_path, convention):
 def test_bad_arguments_raise_runtime_error_with_message():
     z = torch.randn(8, 4)
     with pytest.raises(RuntimeError, match="unknown convention 'lightly'"):
-        OP(z, z, convention="lightly")
+        LOSS(z, z, convention="lightly")
     with pytest.raises(RuntimeError, match="same shape"):
-        OP(z, torch.randn(8, 5))
+        LOSS(z, torch.randn(8, 5))
     with pytest.raises(RuntimeError, match="n >= 2"):
-        OP(z[:1], z[:1])
+        LOSS(z[:1], z[:1])
     with pytest.raises(RuntimeError, match="gamma must be a finite number > 0"):
-        OP(z, z, gamma=0.0)
+        LOSS(z, z, gamma=0.0)
     with pytest.raises(RuntimeError, match="floating-point dtype"):
-        OP(z.long(), z.long())
+        LOSS(z.long(), z.long())
 
 
 def vcreg_penalty_reference(x, var_coeff, cov_coeff, gamma=1.0, eps=1e-4, channel_dim=-1):
-    """CONVENTIONS.md: samples by channels, centered, C with n-1, off-diagonal / (d (d-1))."""
+    """Samples by channels, centered, C with n-1, off-diagonal / (d (d-1))."""
     x2 = x.movedim(channel_dim, -1).reshape(-1, x.shape[channel_dim])
     n, d = x2.shape
     xc = x2 - x2.mean(0)
