@@ -5,8 +5,16 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <torch/version.h>
@@ -32,13 +40,19 @@ void ignore_sigpipe() {
   (void)done;
 }
 
-void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const char* what) {
+// The message of an exception without LibTorch's backtrace.
+std::string message_of(const std::exception& e) {
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std::string& what) {
   try {
     work->wait(g.timeout());
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "vicreg::distributed: ", what, " failed on rank ", g.rank(), " of ",
                 g.size(), " (a rank that exited or hung makes its peers fail within the ",
-                g.timeout().count(), " ms timeout): ", e.what());
+                g.timeout().count(), " ms timeout): ", message_of(e));
   }
 }
 
@@ -121,6 +135,160 @@ int env_int(const char* name) {
   return static_cast<int>(x);
 }
 
+// ---- where the Gloo transport binds ----------------------------------------------------------
+
+socklen_t length_of(const sockaddr_storage& a) {
+  return a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+}
+
+void set_port(sockaddr_storage& a, uint16_t port) {
+  if (a.ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6&>(a).sin6_port = htons(port);
+  } else {
+    reinterpret_cast<sockaddr_in&>(a).sin_port = htons(port);
+  }
+}
+
+// The first address `host` resolves to (IPv4 or IPv6), if any.
+c10::optional<sockaddr_storage> resolve(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
+    return c10::nullopt;
+  }
+  sockaddr_storage a{};
+  std::memcpy(&a, found->ai_addr, found->ai_addrlen);
+  ::freeaddrinfo(found);
+  return a;
+}
+
+bool is_loopback(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) {
+    return (ntohl(reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr) >> 24) == 127;
+  }
+  return a.ss_family == AF_INET6 &&
+         IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr);
+}
+
+std::string numeric(const sockaddr_storage& a) {
+  char text[INET6_ADDRSTRLEN] = {};
+  ::getnameinfo(reinterpret_cast<const sockaddr*>(&a), length_of(a), text, sizeof(text), nullptr,
+                0, NI_NUMERICHOST);
+  return text;
+}
+
+// Whether `a` is an address of this host (of this network namespace): a socket binds to it.
+bool is_local(sockaddr_storage a) {
+  const int fd = ::socket(a.ss_family, SOCK_DGRAM, 0);
+  if (fd < 0) return false;
+  set_port(a, 0);
+  const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&a), length_of(a)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The local address the kernel sends from to reach `a` (connecting a UDP socket sends nothing).
+c10::optional<sockaddr_storage> source_address_towards(sockaddr_storage a) {
+  const int fd = ::socket(a.ss_family, SOCK_DGRAM, 0);
+  if (fd < 0) return c10::nullopt;
+  set_port(a, 9);
+  sockaddr_storage local{};
+  socklen_t length = sizeof(local);
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&a), length_of(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+  ::close(fd);
+  if (!ok) return c10::nullopt;
+  return local;
+}
+
+// The Gloo devices of a rank and, for messages, what they are bound to and why.
+struct Transport {
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  std::string description;
+};
+
+constexpr const char* kInterfaceHint =
+    "set GLOO_SOCKET_IFNAME to the network interface that connects the hosts (e.g. eth0)";
+
+Transport address_transport(const std::string& host, const std::string& why) {
+  try {
+    return {{c10d::ProcessGroupGloo::createDeviceForHostname(host)}, host + " (" + why + ")"};
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "vicreg::distributed: cannot bind the Gloo transport to ", host, " (",
+                why, "): ", message_of(e), "; ", kInterfaceHint);
+  }
+}
+
+Transport interfaces_transport(const std::vector<std::string>& names, const std::string& why) {
+  Transport t;
+  for (const auto& name : names) {
+    try {
+      t.devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "vicreg::distributed: cannot bind the Gloo transport to network "
+                  "interface '", name, "' (", why, "): ", message_of(e));
+    }
+    t.description += (t.description.empty() ? "interface " : ", ") + name;
+  }
+  t.description += " (" + why + ")";
+  return t;
+}
+
+// The endpoint's interfaces or address, else GLOO_SOCKET_IFNAME; nothing when neither is set.
+c10::optional<Transport> configured_transport(const GlooEndpoint& e) {
+  TORCH_CHECK(e.interfaces.empty() || e.address.empty(),
+              "vicreg::distributed: a GlooEndpoint takes interfaces or an address, not both");
+  if (!e.interfaces.empty()) return interfaces_transport(e.interfaces, "GlooEndpoint");
+  if (!e.address.empty()) return address_transport(e.address, "GlooEndpoint");
+  const char* env = std::getenv("GLOO_SOCKET_IFNAME");
+  if (env == nullptr || *env == 0) return c10::nullopt;
+  std::vector<std::string> names;
+  std::string name;
+  for (const char* c = env;; ++c) {
+    if (*c == ',' || *c == 0) {
+      if (!name.empty()) names.push_back(name);
+      name.clear();
+      if (*c == 0) break;
+    } else if (*c != ' ') {
+      name += *c;
+    }
+  }
+  TORCH_CHECK(!names.empty(), "vicreg::distributed: GLOO_SOCKET_IFNAME='", env,
+              "' names no interface; expected e.g. eth0 or eth0,eth1");
+  return interfaces_transport(names, std::string("GLOO_SOCKET_IFNAME=") + env);
+}
+
+// The address this host's name resolves to, unless that is a loopback address while the master
+// is not (Debian maps the hostname to 127.0.1.1): then the local address that routes to it.
+Transport host_transport(int rank, const std::string& master) {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const auto master_address = resolve(master);
+  TORCH_CHECK(master_address, "vicreg::distributed::init_from_env: MASTER_ADDR '", master,
+              "' does not resolve to an address");
+  const auto own = resolve(host);
+  if (own && is_local(*own) && (!is_loopback(*own) || is_loopback(*master_address))) {
+    return address_transport(numeric(*own), std::string("the address of this host's name '") +
+                                                host + "'");
+  }
+  const auto source = source_address_towards(*master_address);
+  TORCH_CHECK(source, "vicreg::distributed: rank ", rank, " has no route to MASTER_ADDR ",
+              master, "; ", kInterfaceHint);
+  const auto chosen = numeric(*source);
+  const std::string own_is =
+      !own ? "does not resolve"
+      : is_loopback(*own) ? "resolves to the loopback address " + numeric(*own)
+                          : "resolves to " + numeric(*own) + ", not an address of this host";
+  std::fprintf(stderr,
+               "vicreg::distributed: rank %d: this host's name '%s' %s; binding Gloo to %s, the "
+               "local address that routes to MASTER_ADDR %s (GLOO_SOCKET_IFNAME chooses an "
+               "interface instead)\n",
+               rank, host, own_is.c_str(), chosen.c_str(), master.c_str());
+  return address_transport(chosen, "the local address that routes to MASTER_ADDR " + master);
+}
+
 // A ProcessGroup whose collectives run on Gloo. LibTorch 1.x: ProcessGroupGloo is a
 // ProcessGroup. LibTorch 2.x split them: ProcessGroupGloo is a Backend, registered on a
 // ProcessGroup for CPU tensors.
@@ -136,6 +304,24 @@ c10::intrusive_ptr<c10d::ProcessGroup> gloo_process_group(
 #else
   return gloo;
 #endif
+}
+
+// The process group on `transport`; any failure while the ranks connect is a named error.
+std::shared_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                  int size, std::chrono::milliseconds timeout,
+                                  const Transport& transport) {
+  ignore_sigpipe();
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  options->devices = transport.devices;
+  try {
+    return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "vicreg::distributed: setting up the Gloo process group failed on rank ",
+                rank, " of ", size, " (timeout ", timeout.count(), " ms; this rank's transport: ",
+                transport.description, "): ", message_of(e),
+                ". A peer that exited or hung during setup fails it too; if the hosts cannot "
+                "reach each other at that address, ", kInterfaceHint);
+  }
 }
 
 }  // namespace
@@ -157,28 +343,66 @@ at::Tensor all_gather(const at::Tensor& z, const Group& group) {
   return GatherFunction::apply(z.contiguous(), &group);
 }
 
-void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group) {
+void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group,
+                      int64_t bucket_bytes) {
+  TORCH_CHECK(bucket_bytes > 0, "vicreg::distributed::all_reduce_mean_: bucket_bytes must be > 0, "
+              "got ", bucket_bytes);
   if (group.size() == 1 || tensors.empty()) return;
+  // Consecutive tensors of one dtype and device share a bucket up to bucket_bytes.
+  struct Bucket {
+    std::vector<at::Tensor*> members;
+    int64_t bytes = 0;
+    at::Tensor flat;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<Bucket> buckets;
   for (auto& t : tensors) {
     if (!t.defined()) continue;
-    std::vector<at::Tensor> one{t};
-    wait(group.process_group()->allreduce(one), group, "all_reduce_mean_");
-    t.div_(group.size());
+    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+    const bool fits = !buckets.empty() &&
+                      buckets.back().members[0]->scalar_type() == t.scalar_type() &&
+                      buckets.back().members[0]->device() == t.device() &&
+                      buckets.back().bytes + bytes <= bucket_bytes;
+    if (!fits) buckets.emplace_back();
+    buckets.back().members.push_back(&t);
+    buckets.back().bytes += bytes;
+  }
+  for (auto& b : buckets) {
+    std::vector<at::Tensor> flat;
+    for (const auto* t : b.members) flat.push_back(t->reshape(-1));
+    std::vector<at::Tensor> one{at::cat(flat)};
+    b.flat = one[0];
+    b.work = group.process_group()->allreduce(one);
+  }
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    auto& b = buckets[i];
+    wait(b.work, group,
+         "all_reduce_mean_ (bucket " + std::to_string(i + 1) + " of " +
+             std::to_string(buckets.size()) + ")");
+    b.flat.div_(group.size());
+    int64_t offset = 0;
+    for (auto* t : b.members) {
+      t->copy_(b.flat.narrow(0, offset, t->numel()).view(t->sizes()));
+      offset += t->numel();
+    }
   }
 }
 
 std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,
-                                       int size, std::chrono::milliseconds timeout) {
+                                       int size, std::chrono::milliseconds timeout,
+                                       const GlooEndpoint& endpoint) {
   TORCH_CHECK(size >= 1 && rank >= 0 && rank < size,
               "vicreg::distributed::make_gloo_group: need 0 <= rank < size, got rank ", rank,
               " and size ", size);
-  ignore_sigpipe();
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
+  auto transport = configured_transport(endpoint);
+  return make_group(store, rank, size, timeout,
+                    transport ? *transport
+                              : address_transport("127.0.0.1", "make_gloo_group's default: "
+                                                               "every rank on this host"));
 }
 
-std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
+std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout,
+                                     const GlooEndpoint& endpoint) {
   const int rank = env_int("RANK");
   const int size = env_int("WORLD_SIZE");
   const int port = env_int("MASTER_PORT");
@@ -189,6 +413,8 @@ std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
               " must be below WORLD_SIZE ", size);
   TORCH_CHECK(port > 0 && port < 65536, "vicreg::distributed::init_from_env: MASTER_PORT ",
               port, " is not a TCP port");
+  auto transport = configured_transport(endpoint);
+  if (!transport) transport = host_transport(rank, addr);
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(port);
   so.isServer = rank == 0;
@@ -199,10 +425,16 @@ std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout) {
   so.useLibUV = false;
 #endif
   ignore_sigpipe();
-  auto store = c10::make_intrusive<c10d::TCPStore>(addr, so);
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(addr, so);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "vicreg::distributed: rank ", rank, " of ", size,
+                rank == 0 ? " could not serve" : " could not reach", " the TCPStore at ", addr,
+                ":", port, " (MASTER_ADDR:MASTER_PORT; rank 0 serves it) within the ",
+                timeout.count(), " ms timeout: ", message_of(e));
+  }
+  return make_group(store, rank, size, timeout, *transport);
 }
 
 }  // namespace vicreg::distributed

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "helpers.h"
@@ -32,7 +33,8 @@ std::string fresh_store_path() {
 
 // Runs fn(rank, group) on `world` threads; returns each rank's error message ("" if none).
 std::vector<std::string> run_ranks(int world, std::chrono::milliseconds timeout,
-                                   const std::function<void(int, distributed::Group&)>& fn) {
+                                   const std::function<void(int, distributed::Group&)>& fn,
+                                   const distributed::GlooEndpoint& endpoint = {}) {
   const auto path = fresh_store_path();
   std::vector<std::string> errors(world);
   std::vector<std::thread> threads;
@@ -40,7 +42,7 @@ std::vector<std::string> run_ranks(int world, std::chrono::milliseconds timeout,
     threads.emplace_back([&, r] {
       try {
         auto store = c10::make_intrusive<c10d::FileStore>(path, world);
-        auto group = distributed::make_gloo_group(store, r, world, timeout);
+        auto group = distributed::make_gloo_group(store, r, world, timeout, endpoint);
         fn(r, *group);
       } catch (const std::exception& e) {
         errors[r] = e.what();
@@ -123,9 +125,89 @@ TEST(Distributed, ARankThatExitsEarlyMakesTheOthersFailWithinTheTimeout) {
   });
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_NE(errors[0].find("vicreg::distributed"), std::string::npos) << errors[0];
+  // Whether rank 1 left during the group's setup or before the collective, rank 0's error
+  // is ours: it names the library, the rank and the timeout.
+  EXPECT_EQ(errors[0].rfind("vicreg::distributed", 0), 0u) << errors[0];
+  EXPECT_NE(errors[0].find("rank 0 of 2"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("2000 ms"), std::string::npos) << errors[0];
   EXPECT_EQ(errors[1], "");
   EXPECT_LT(seconds, 30.0);
+}
+
+// Buckets as DDP makes them: whatever the bucket size, the same bits as one all-reduce per
+// tensor, where the sums are exact (integer-valued entries whose mean is representable).
+TEST(Distributed, AllReduceMeanInBucketsEqualsOneTensorAtATimeToTheLastBit) {
+  const std::vector<std::vector<int64_t>> shapes = {{3, 4}, {7}, {2, 2, 5}, {1}, {64}, {5, 3}};
+  auto make = [&](int r) {
+    std::vector<at::Tensor> t;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto dtype = i == 2 ? torch::kFloat32 : torch::kFloat64;  // a dtype boundary
+      int64_t numel = 1;
+      for (auto s : shapes[i]) numel *= s;
+      const auto values = torch::arange(numel, torch::kFloat64).reshape(shapes[i]) * 2;
+      t.push_back((values + 4 * r + static_cast<double>(i)).to(dtype));
+    }
+    t.insert(t.begin() + 3, at::Tensor());  // undefined: skipped
+    return t;
+  };
+  std::map<int64_t, std::vector<std::vector<at::Tensor>>> results;
+  const std::vector<int64_t> bucket_sizes = {1, 100, 200, distributed::kDefaultBucketBytes};
+  for (int64_t bytes : bucket_sizes) results[bytes].resize(2);
+  const auto errors = run_ranks(2, 10s, [&](int r, distributed::Group& g) {
+    for (int64_t bytes : bucket_sizes) {
+      auto t = make(r);
+      distributed::all_reduce_mean_(t, g, bytes);
+      results[bytes][r] = t;
+    }
+  });
+  ASSERT_EQ(errors[0], "");
+  ASSERT_EQ(errors[1], "");
+  // (rank 0's + rank 1's) / 2 = the entries of rank 0 plus 2, exactly.
+  const auto expected = make(0);
+  for (int64_t bytes : bucket_sizes) {
+    for (int r = 0; r < 2; ++r) {
+      const auto& got = results[bytes][r];
+      ASSERT_EQ(got.size(), expected.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        SCOPED_TRACE("bucket bytes " + std::to_string(bytes) + ", rank " + std::to_string(r) +
+                     ", tensor " + std::to_string(i));
+        if (!expected[i].defined()) {
+          EXPECT_FALSE(got[i].defined());
+          continue;
+        }
+        EXPECT_EQ(got[i].scalar_type(), expected[i].scalar_type());
+        EXPECT_TRUE(torch::equal(got[i], expected[i] + 2));
+        EXPECT_TRUE(torch::equal(got[i], results[1][r][i]));  // one tensor per bucket
+      }
+    }
+  }
+}
+
+TEST(Distributed, GlooSocketIfnameAndEndpointChooseTheInterface) {
+  // GLOO_SOCKET_IFNAME, as torch.distributed reads it; "lo" exists on every Linux host.
+  ::setenv("GLOO_SOCKET_IFNAME", "lo", 1);
+  auto errors = run_ranks(2, 10s, [](int, distributed::Group& g) {
+    std::vector<at::Tensor> t{torch::ones({3})};
+    distributed::all_reduce_mean_(t, g);
+  });
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+  ::setenv("GLOO_SOCKET_IFNAME", "vicreg-none0", 1);
+  errors = run_ranks(1, 5s, [](int, distributed::Group&) {});
+  EXPECT_NE(errors[0].find("interface 'vicreg-none0' (GLOO_SOCKET_IFNAME=vicreg-none0)"),
+            std::string::npos)
+      << errors[0];
+  ::setenv("GLOO_SOCKET_IFNAME", " , ", 1);
+  errors = run_ranks(1, 5s, [](int, distributed::Group&) {});
+  EXPECT_NE(errors[0].find("names no interface"), std::string::npos) << errors[0];
+  ::unsetenv("GLOO_SOCKET_IFNAME");
+  // An explicit endpoint: an address, interfaces, not both.
+  errors = run_ranks(2, 10s, [](int, distributed::Group&) {}, {{}, "127.0.0.1"});
+  EXPECT_EQ(errors[0] + errors[1], "");
+  errors = run_ranks(2, 10s, [](int, distributed::Group&) {}, {{"lo"}, ""});
+  EXPECT_EQ(errors[0] + errors[1], "");
+  errors = run_ranks(1, 5s, [](int, distributed::Group&) {}, {{"lo"}, "127.0.0.1"});
+  EXPECT_NE(errors[0].find("interfaces or an address, not both"), std::string::npos) << errors[0];
 }
 
 TEST(Distributed, AllReduceMeanAveragesOverRanks) {

@@ -9,7 +9,9 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "vicreg/export.h"
@@ -38,20 +40,46 @@ class VICREG_EXPORT Group {
 /// over the ranks and returns this rank's slice, as facebookresearch/vicreg's FullGatherLayer.
 VICREG_EXPORT at::Tensor all_gather(const at::Tensor& z, const Group& group);
 
-/// Averages tensors (e.g. parameter gradients) over the ranks in place, as DDP does.
-VICREG_EXPORT void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group);
+/// DDP's default bucket size.
+constexpr int64_t kDefaultBucketBytes = 25 << 20;
+
+/// Averages tensors (e.g. parameter gradients) over the ranks in place, as DDP does: the
+/// tensors are flattened into buckets of at most `bucket_bytes` (consecutive tensors of one
+/// dtype and device; a larger tensor gets a bucket of its own), one asynchronous all-reduce
+/// per bucket, all awaited, then divided and copied back. Undefined tensors are skipped. Every
+/// rank must pass tensors of the same shapes and dtypes in the same order.
+VICREG_EXPORT void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group,
+                                    int64_t bucket_bytes = kDefaultBucketBytes);
+
+/// Where a rank's Gloo transport binds: network interfaces by name (one device per name, as
+/// torch.distributed's GLOO_SOCKET_IFNAME="eth0,eth1"), or one local address or hostname.
+/// Both empty: the environment decides (see make_gloo_group and init_from_env).
+struct GlooEndpoint {
+  std::vector<std::string> interfaces;
+  std::string address;
+};
 
 /// A Gloo process group (CPU tensors) over `store`; collectives time out after `timeout`.
+/// The transport binds as `endpoint` says; when it is empty, to the interfaces named in
+/// GLOO_SOCKET_IFNAME if that is set, else to 127.0.0.1 (all ranks on this host).
 /// Both group makers set SIGPIPE to ignored if it has its default action (as Python does), so
-/// that a peer that died is a c10::Error on the other ranks, not a killed process.
+/// that a peer that died is a c10::Error on the other ranks, not a killed process. Every error
+/// that reaches a rank from its peers (setup, collectives, timeouts) is a c10::Error whose
+/// message starts with "vicreg::distributed" and names the rank, the operation and the timeout.
 VICREG_EXPORT std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                      int rank, int size,
-                                                     std::chrono::milliseconds timeout);
+                                                     std::chrono::milliseconds timeout,
+                                                     const GlooEndpoint& endpoint = {});
 
 /// Reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun sets them), makes a
 /// TCPStore (rank 0 serves it) and a Gloo process group with `timeout`. A missing or malformed
-/// variable is a c10::Error that names it. (NCCL for CUDA tensors is not built in yet.)
+/// variable is a c10::Error that names it. The transport binds as `endpoint` says; when it is
+/// empty, to the interfaces in GLOO_SOCKET_IFNAME if set, else to the address this host's name
+/// resolves to, unless that is a loopback address (Debian's /etc/hosts) while MASTER_ADDR is
+/// not: then to the local address that routes to MASTER_ADDR, said in one line on stderr.
+/// (NCCL for CUDA tensors is not built in yet.)
 VICREG_EXPORT std::shared_ptr<Group> init_from_env(
-    std::chrono::milliseconds timeout = std::chrono::seconds(60));
+    std::chrono::milliseconds timeout = std::chrono::seconds(60),
+    const GlooEndpoint& endpoint = {});
 
 }  // namespace vicreg::distributed

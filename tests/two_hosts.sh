@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Two ranks on two hosts: two network namespaces joined by a veth pair (10.77.X.1 and
+# 10.77.X.2, addresses that exist only inside them), each running vicreg_ddp_example as one
+# rank with MASTER_ADDR the first host's address. Run twice: with GLOO_SOCKET_IFNAME naming
+# each host's interface, and without it (this host's name resolves to a loopback address, so
+# init_from_env must pick the address that routes to MASTER_ADDR). Both must reproduce the
+# single process's loss at every step. The namespaces (and the veth pair in them) are removed
+# on every exit path. Needs root and iproute2; exits 77 (skipped) without them.
+set -euo pipefail
+example="$1"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "two_hosts: skipped: creating network namespaces needs root"
+  exit 77
+fi
+if ! command -v ip >/dev/null; then
+  echo "two_hosts: skipped: needs iproute2 (the ip command)"
+  exit 77
+fi
+# Namespaces left by a run that was killed outright (SIGKILL skips the trap below).
+for ns in $(ip netns list | awk '/^vicreg-[ab]-[0-9]+/ {print $1}'); do
+  kill -0 "${ns##*-}" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
+done
+tag=$$
+host_a="vicreg-a-$tag" host_b="vicreg-b-$tag"
+dev_a="vra$tag" dev_b="vrb$tag"  # interface names: at most 15 characters
+net="10.77.$((tag % 250))"
+out=$(mktemp -d)
+cleanup() {
+  ip netns del "$host_a" 2>/dev/null || true
+  ip netns del "$host_b" 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+ip netns add "$host_a"
+ip netns add "$host_b"
+ip link add "$dev_a" netns "$host_a" type veth peer name "$dev_b" netns "$host_b"
+ip -n "$host_a" addr add "$net.1/24" dev "$dev_a"
+ip -n "$host_b" addr add "$net.2/24" dev "$dev_b"
+for h in "$host_a" "$host_b"; do ip -n "$h" link set lo up; done
+ip -n "$host_a" link set "$dev_a" up
+ip -n "$host_b" link set "$dev_b" up
+
+args=(--steps 20 --batch-size 63)
+"$example" "${args[@]}" > "$out/single.txt"
+status=0
+for mode in ifname route; do
+  port=$((20000 + RANDOM % 20000))
+  pids=()
+  for r in 0 1; do
+    host=$([ $r = 0 ] && echo "$host_a" || echo "$host_b")
+    env_ifname=()
+    if [ $mode = ifname ]; then
+      env_ifname=(GLOO_SOCKET_IFNAME="$([ $r = 0 ] && echo "$dev_a" || echo "$dev_b")")
+    fi
+    ip netns exec "$host" env RANK=$r WORLD_SIZE=2 MASTER_ADDR="$net.1" MASTER_PORT=$port \
+      "${env_ifname[@]}" timeout 120 "$example" "${args[@]}" \
+      > "$out/$mode$r.txt" 2> "$out/$mode$r.err" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || { status=1; }; done
+  for r in 0 1; do
+    if ! paste -d' ' <(grep '^step' "$out/single.txt" | awk '{print $4}') \
+                     <(grep '^step' "$out/$mode$r.txt" | awk '{print $4}') |
+      awk -v r=$r -v m=$mode '{d = ($1 - $2) / $1; if (d < 0) d = -d; if (d > x) x = d; n++}
+           END {printf "%s, rank %d: %d steps, max relative loss difference %.3g\n", m, r, n, x;
+                exit (n == 20 && x < 1e-9) ? 0 : 1}'; then
+      status=1
+      echo "--- $mode rank $r stderr:"; cat "$out/$mode$r.err"
+    fi
+  done
+  if [ $mode = route ] && ! grep -q "the local address that routes to MASTER_ADDR" "$out/route1.err"; then
+    echo "route: rank 1 did not say which address it chose"; cat "$out/route1.err"; status=1
+  fi
+done
+exit $status
