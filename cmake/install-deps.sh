@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libfmt-dev libcli11-dev zlib1g-dev libgloo-dev
   python3-torch python3-pytest        # Python and TorchScript tests
   gnuplot-nox dataset-fashion-mnist   # the training job's plots and data
+  iproute2                            # the two-hosts test's network namespaces
 )
 # --sanitizers: also clang and its runtimes, for cmake/sanitize-check.sh (ASan, UBSan, libFuzzer).
 if [ "${1:-}" = "--sanitizers" ]; then
