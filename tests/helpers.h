@@ -153,11 +153,25 @@ inline std::string device_dtype_name(const ::testing::TestParamInfo<DeviceDtype>
          std::string(c10::toString(info.param.dtype));
 }
 
-inline std::vector<DeviceDtype> device_dtype_grid() {
-  return {{torch::kCPU, torch::kFloat64},
-          {torch::kCPU, torch::kFloat32},
-          {torch::kCUDA, torch::kFloat64},
-          {torch::kCUDA, torch::kFloat32}};
+// The devices the suites are instantiated for: CPU, and CUDA where a GPU is found (so a machine
+// without one lists no CUDA cases; Devices.CudaCasesRunWhereAGpuIs says so once).
+inline std::vector<torch::DeviceType> test_devices() {
+  if (torch::cuda::is_available()) return {torch::kCPU, torch::kCUDA};
+  return {torch::kCPU};
+}
+
+// Every test device with each of `dtypes`.
+inline std::vector<DeviceDtype> device_dtype_grid(
+    std::vector<torch::ScalarType> dtypes = {torch::kFloat64, torch::kFloat32}) {
+  std::vector<DeviceDtype> grid;
+  for (auto device : test_devices()) {
+    for (auto dtype : dtypes) grid.push_back({device, dtype});
+  }
+  return grid;
+}
+
+inline std::string device_name(const ::testing::TestParamInfo<torch::DeviceType>& info) {
+  return info.param == torch::kCUDA ? "CUDA" : "CPU";
 }
 
 // Base of the (device, dtype)-parameterized suites: skips CUDA without a GPU, gives the tensor

@@ -281,10 +281,7 @@ TEST_P(GradCheckTest, DoubleBackwardAutogradPathIsCorrectFusedPathRefuses) {
                     "double backward through the hand-written (fused) backward is not supported");
 }
 
-INSTANTIATE_TEST_SUITE_P(Device, GradCheckTest, ::testing::Values(torch::kCPU, torch::kCUDA),
-                         [](const auto& info) {
-                           return std::string(info.param == torch::kCUDA ? "CUDA" : "CPU");
-                         });
+INSTANTIATE_TEST_SUITE_P(Device, GradCheckTest, ::testing::ValuesIn(test_devices()), device_name);
 
 // ---- devices without data: meta ----------------------------------------------------------
 
@@ -400,10 +397,7 @@ TEST_P(PrecisionTest, Float64GradientUnderLargeCommonOffsets) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Device, PrecisionTest, ::testing::Values(torch::kCPU, torch::kCUDA),
-                         [](const auto& info) {
-                           return std::string(info.param == torch::kCUDA ? "CUDA" : "CPU");
-                         });
+INSTANTIATE_TEST_SUITE_P(Device, PrecisionTest, ::testing::ValuesIn(test_devices()), device_name);
 
 // ---- reduced precision ------------------------------------------------------------------
 
@@ -440,11 +434,17 @@ TEST_P(HalfTest, LargeMagnitudesStayFiniteAndCloseToFloat32) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DeviceDtype, HalfTest,
-                         ::testing::Values(DeviceDtype{torch::kCPU, torch::kHalf},
-                                           DeviceDtype{torch::kCPU, torch::kBFloat16},
-                                           DeviceDtype{torch::kCUDA, torch::kHalf},
-                                           DeviceDtype{torch::kCUDA, torch::kBFloat16}),
+                         ::testing::ValuesIn(device_dtype_grid({torch::kHalf, torch::kBFloat16})),
                          device_dtype_name);
+
+// Without a GPU the CUDA cases are not instantiated; this one line says so in the test list.
+TEST(Devices, CudaCasesRunWhereAGpuIs) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no GPU found: the CUDA cases of the (device, dtype) suites are not "
+                    "instantiated on this machine";
+  }
+  EXPECT_EQ(test_devices().back(), torch::kCUDA);
+}
 
 // ---- bad input ----------------------------------------------------------------------------
 
