@@ -6,7 +6,6 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 root=${VICREG_TRIXIE_ROOT:-/var/cache/vicreg-trixie/root}
-mirror=${VICREG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libgtest-dev
           libfmt-dev libcli11-dev zlib1g-dev libgloo-dev python3-torch python3-pytest
           gnuplot-nox dataset-fashion-mnist)
@@ -17,7 +16,7 @@ if ! command -v debootstrap >/dev/null; then
 fi
 if [ ! -x "$root/usr/bin/apt-get" ]; then
   mkdir -p "$(dirname "$root")"
-  debootstrap --variant=minbase --include=ca-certificates trixie "$root" "$mirror"
+  debootstrap --variant=minbase --include=ca-certificates trixie "$root"
 fi
 
 mounted=()
