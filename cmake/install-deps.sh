@@ -5,7 +5,8 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache git
   libtorch-dev libopenblas0-pthread   # LibTorch 1.13 (CPU); OpenBLAS makes matmul ~25x faster
-  libgtest-dev libfmt-dev libcli11-dev zlib1g-dev libgloo-dev
+  libomp5                             # LLVM's OpenMP runtime for the programs (src/apps/README.md)
+  libgtest-dev libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgloo-dev
   python3-torch python3-pytest        # Python and TorchScript tests
   gnuplot-nox dataset-fashion-mnist   # the training job's plots and data
   iproute2                            # the two-hosts test's network namespaces

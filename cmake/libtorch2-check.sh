@@ -6,9 +6,9 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 root=${VICREG_TRIXIE_ROOT:-/var/cache/vicreg-trixie/root}
-packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libgtest-dev
-          libfmt-dev libcli11-dev zlib1g-dev libgloo-dev python3-torch python3-pytest
-          gnuplot-nox dataset-fashion-mnist)
+packages=(g++ cmake ninja-build ccache libtorch-dev libopenblas0-pthread libomp5 libgtest-dev
+          libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgloo-dev python3-torch
+          python3-pytest gnuplot-nox dataset-fashion-mnist)
 start=$(date +%s)
 
 if ! command -v debootstrap >/dev/null; then

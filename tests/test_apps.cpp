@@ -1,14 +1,18 @@
 // The training program's pieces: the IDX reader on good files made here (malformed ones are
 // rows of test_catalogue.cpp), the augmentation pipeline, and a smoke run of vicreg_train on
-// a tiny subset.
+// a tiny subset, and its command-line errors.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "data.h"
 #include "eval.h"
@@ -113,19 +117,41 @@ TEST(Probes, LogisticFitReachesTheOptimumOfItsObjective) {
   EXPECT_THROW(vicreg::apps::linear_probe(x, y, x, y, o), c10::Error);
 }
 
+const std::string kData = "/usr/share/datasets/fashion-mnist";
+
+bool have_data() { return fs::exists(fs::path(kData) / "train-images-idx3-ubyte.gz"); }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// Runs vicreg_train with `args`, stdout and stderr into one log as a user's `> log 2>&1`.
+struct TrainerRun {
+  int status = 0;
+  std::string log;
+};
+TrainerRun run_trainer(const std::string& args, const fs::path& log) {
+  const std::string cmd =
+      std::string(VICREG_TRAIN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+  TrainerRun r;
+  r.status = std::system(cmd.c_str());
+  r.log = read_text(log);
+  return r;
+}
+
 TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
-  const std::string data = "/usr/share/datasets/fashion-mnist";
-  if (!fs::exists(fs::path(data) / "train-images-idx3-ubyte.gz")) {
-    GTEST_SKIP() << "Fashion-MNIST not found in " << data
+  if (!have_data()) {
+    GTEST_SKIP() << "Fashion-MNIST not found in " << kData
                  << ": install Debian's dataset-fashion-mnist to run the trainer smoke test";
   }
   const auto out = scratch() / "smoke";
-  const std::string cmd = std::string(VICREG_TRAIN_BINARY) +
-                          " --train-subset 256 --test-subset 128 --batch-size 64 --max-steps 3"
-                          " --probe-iters 20 --proj-dims 64,64 --threads 2 --out-dir " +
-                          out.string() + " > " + (out.string() + ".log") + " 2>&1";
   fs::create_directories(out);
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+  const auto run = run_trainer(
+      "--train-subset 256 --test-subset 128 --batch-size 64 --max-steps 3 --probe-iters 20"
+      " --proj-dims 64,64 --threads 2 --out-dir " + out.string(),
+      out.string() + ".log");
+  ASSERT_EQ(run.status, 0) << run.log;
   for (const char* f : {"metrics.csv", "results.json", "table.md", "std_sorted.csv",
                         "encoder.pt", "projector.pt"}) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
@@ -133,6 +159,7 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   std::ifstream csv(out / "metrics.csv");
   std::string header, line;
   std::getline(csv, header);
+  EXPECT_EQ(header, "step,epoch,loss,invariance,variance,covariance,images_per_s,lr");
   int rows = 0;
   while (std::getline(csv, line)) {
     ++rows;
@@ -140,22 +167,82 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
     EXPECT_TRUE(std::isfinite(loss)) << line;
   }
   EXPECT_EQ(rows, 3);
+  // In one log, the headers come before the progress lines, which show elapsed time and ETA;
+  // the evaluation reports its progress; 3 steps are too few to call the embeddings collapsed.
+  const auto header_at = run.log.find("data: 256 train / 128 test images");
+  const auto progress_at = run.log.find("\n[");
+  ASSERT_NE(header_at, std::string::npos) << run.log;
+  ASSERT_NE(progress_at, std::string::npos) << run.log;
+  EXPECT_LT(header_at, progress_at) << run.log;
+  EXPECT_NE(run.log.find("elapsed, ETA"), std::string::npos) << run.log;
+  EXPECT_NE(run.log.find("evaluating VICReg encoder (1/3): linear probe"), std::string::npos)
+      << run.log;
+  EXPECT_EQ(run.log.find("COLLAPSE"), std::string::npos) << run.log;
+  EXPECT_NE(run.log.find("dims < 1% RMS: share of dimensions"), std::string::npos) << run.log;
+  const auto json = nlohmann::json::parse(read_text(out / "results.json"));
+  EXPECT_EQ(json["config"]["steps"], 3);
+  ASSERT_EQ(json["results"].size(), 3u) << json.dump(2);
+  for (const auto& r : json["results"]) {
+    for (const char* key : {"features", "linear_probe", "probe_l2", "knn", "repr_mean_std",
+                            "repr_collapsed"}) {
+      EXPECT_TRUE(r.contains(key)) << key << " in " << r.dump();
+    }
+    // Accuracies and collapsed shares are both percentages.
+    EXPECT_GE(r["repr_collapsed"].get<double>(), 0.0);
+    EXPECT_LE(r["repr_collapsed"].get<double>(), 100.0);
+    EXPECT_GT(r["linear_probe"].get<double>(), 1.0) << r.dump();
+  }
+  EXPECT_TRUE(json["results"][0].contains("embed_collapsed"));
+  EXPECT_FALSE(json["results"][2].contains("embed_collapsed"));  // raw pixels: no projector
+
   // A second run evaluates the checkpoint without training, with the supervised reference row.
-  const std::string eval_cmd = std::string(VICREG_TRAIN_BINARY) +
-                               " --train-subset 256 --test-subset 128 --probe-iters 20"
-                               " --batch-size 64 --supervised-steps 6 --proj-dims 64,64"
-                               " --eval-only --resume " + out.string() +
-                               " --out-dir " + (out / "eval").string() + " > /dev/null 2>&1";
-  ASSERT_EQ(std::system(eval_cmd.c_str()), 0);
-  std::ifstream js(out / "eval" / "results.json");
-  const std::string json((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
-  const std::string key = "\"features\": \"supervised encoder\", \"linear_probe\": ";
-  const auto at = json.find(key);
-  ASSERT_NE(at, std::string::npos) << json;
-  const double acc = std::stod(json.substr(at + key.size()));
-  EXPECT_GT(acc, 10.0) << json;  // above chance on 10 classes
-  EXPECT_LE(acc, 100.0) << json;
-  EXPECT_NE(json.find("\"supervised_steps\": 6"), std::string::npos) << json;
+  const auto eval = run_trainer(
+      "--train-subset 256 --test-subset 128 --probe-iters 20 --batch-size 64"
+      " --supervised-steps 6 --proj-dims 64,64 --eval-only --resume " + out.string() +
+          " --out-dir " + (out / "eval").string(),
+      out.string() + ".eval.log");
+  ASSERT_EQ(eval.status, 0) << eval.log;
+  const auto ej = nlohmann::json::parse(read_text(out / "eval" / "results.json"));
+  ASSERT_EQ(ej["results"].size(), 4u) << ej.dump(2);
+  EXPECT_EQ(ej["results"][3]["features"], "supervised encoder");
+  const double acc = ej["results"][3]["linear_probe"].get<double>();
+  EXPECT_GT(acc, 10.0) << ej.dump(2);  // above chance on 10 classes
+  EXPECT_LE(acc, 100.0) << ej.dump(2);
+  EXPECT_EQ(ej["config"]["supervised_steps"], 6);
+  EXPECT_EQ(ej["config"]["steps"], 0);
+}
+
+// A mistake on the command line costs one line (and CLI11's hint), no C++ backtrace, and a
+// non-zero exit; ranges read as people write them.
+TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
+  const auto dir = scratch() / "cli";
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"--knn-k 0", "--knn-k: must be an integer in [1, 1000], got '0'"},
+      {"--epochs 0", "--epochs: must be an integer in [1, 1000], got '0'"},
+      {"--lr 5", "--lr: must be a number in [1e-07, 1], got '5'"},
+      {"--min-scale 0", "--min-scale: must be a number in [0.01, 1], got '0'"},
+      {"--batch-size 1", "--batch-size: must be an integer in [2, 65536], got '1'"},
+      {"--seed -1", "--seed: must be an integer >= 0, got '-1'"},
+      {"--proj-dims 64,x", "--proj-dims: must be 1 to 8 comma-separated sizes"},
+      {"--encoder-widths 8,8,8,8", "--encoder-widths: must be 1 to 3 comma-separated sizes"},
+      {"--eval-only", "--eval-only requires --resume"},
+      {"--no-such-option", "--no-such-option"},
+      {"--data-dir /nonexistent", "install Debian's dataset-fashion-mnist"},
+  };
+  if (have_data()) {
+    cases.push_back({"--train-subset 100 --batch-size 128",
+                     "--batch-size 128 is larger than the 100 training images"});
+  }
+  for (const auto& [args, expected] : cases) {
+    const auto r = run_trainer(args + " --out-dir " + (dir / "out").string(), dir / "log");
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_NE(r.log.find(expected), std::string::npos) << args << ":\n" << r.log;
+    EXPECT_EQ(r.log.find("Exception raised from"), std::string::npos) << args << ":\n" << r.log;
+    EXPECT_EQ(r.log.find("frame #"), std::string::npos) << args << ":\n" << r.log;
+    const auto lines = std::count(r.log.begin(), r.log.end(), '\n');
+    EXPECT_LE(lines, 2) << args << ":\n" << r.log;  // the message, and CLI11's --help hint
+  }
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "augment_options.h"
+
 namespace vicreg::apps {
 
 /// Reads a gzip-compressed IDX file (unsigned-byte data) into a uint8 tensor of the header's
@@ -25,17 +27,6 @@ struct ImageSet {
 /// (split "train" or "t10k"); checks that images and labels agree in count. `limit` > 0 keeps
 /// the first `limit` samples.
 ImageSet load_mnist_format(const std::string& dir, const std::string& split, int64_t limit = 0);
-
-/// Augmentation parameters (defaults tuned for 28x28 Fashion-MNIST).
-struct AugmentOptions {
-  double min_scale = 0.25;     ///< random resized crop: area fraction in [min_scale, 1]
-  double max_log_ratio = 0.2877;  ///< aspect ratio in [exp(-r), exp(r)] (3/4 .. 4/3)
-  double flip_prob = 0.5;      ///< horizontal flip
-  double brightness = 0.4;     ///< additive brightness shift in [-b, b] (scaled by the mean)
-  double contrast = 0.4;       ///< contrast factor in [1 - c, 1 + c]
-  double noise_std = 0.05;     ///< Gaussian pixel noise
-  int64_t size = 0;            ///< side of the output views in pixels (0: the input's H and W)
-};
 
 /// One random augmentation of each image of a batch [B, C, H, W] in [0, 1]: random resized
 /// crop (resampled to `o.size` squared when set), horizontal flip, brightness/contrast jitter,

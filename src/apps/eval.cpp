@@ -90,6 +90,8 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
   ProbeResult r;
   r.l2 = o.l2_grid.front();
   r.val_accuracy = -1;
+  const auto fits = static_cast<int64_t>(o.l2_grid.size() > 1 ? o.l2_grid.size() + 1 : 1);
+  int64_t fit = 0;
   if (o.l2_grid.size() > 1) {
     // Choose the penalty on held-out training rows (standardized with the rest's statistics).
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
@@ -104,6 +106,7 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
                                     xtr_raw.index_select(0, val_idx));
     const auto yfit = train_y.index_select(0, fit_idx), yval = train_y.index_select(0, val_idx);
     for (double l2 : o.l2_grid) {
+      if (o.on_fit) o.on_fit(++fit, fits);
       const auto [w, b] = fit_logistic(xfit, yfit, classes, l2, o.max_iter);
       const double acc = accuracy(at::addmm(b, xval, w).argmax(1), yval);
       if (acc > r.val_accuracy) {
@@ -116,6 +119,7 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
     r.l2 *= static_cast<double>(n - n_val) / xtr_raw.size(0);
   }
   auto [xtr, xte] = standardize(xtr_raw, test_x.to(at::kFloat));
+  if (o.on_fit) o.on_fit(++fit, fits);
   const auto [w, b] = fit_logistic(xtr, train_y, classes, r.l2, o.max_iter, &r.evaluations);
   r.accuracy = accuracy(at::addmm(b, xte, w).argmax(1), test_y);
   return r;

@@ -27,6 +27,9 @@ struct ProbeOptions {
   double holdout = 1.0 / 6;  ///< fraction of those rows held out to score each penalty
   int64_t max_iter = 200;    ///< L-BFGS iterations per fit (it stops earlier once converged)
   uint64_t seed = 0;         ///< draws the held-out rows
+  /// Called before each L-BFGS fit with its number (from 1) and the number of fits, for
+  /// progress reports (one fit per penalty of the grid, then the final fit).
+  std::function<void(int64_t fit, int64_t fits)> on_fit;
 };
 
 /// What the probe found.

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "data.h"
-#include "omp_env.h"
+#include "runtime.h"
 #include "vicreg/vicreg.h"
 
 namespace {
@@ -35,8 +35,7 @@ Stats layer_stats(const torch::Tensor& h, const vicreg::VCRegOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  vicreg::apps::ensure_passive_openmp(argv);
-  vicreg::apps::keep_freed_memory();
+  vicreg::apps::configure_openmp();
   CLI::App app{"Train an MLP classifier with and without VCReg layers and compare"};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t epochs = 3, train_subset = 20000, batch = 128;
@@ -52,7 +51,15 @@ int main(int argc, char** argv) {
   app.add_option("--lr", lr, "Adam learning rate")->capture_default_str();
   app.add_option("--seed", seed)->capture_default_str();
   app.add_option("--threads", threads, "0: all cores")->capture_default_str();
+  bool keep_freed = true;
+  app.add_flag("--keep-freed-memory,!--no-keep-freed-memory", keep_freed,
+               "keep freed memory in the process instead of returning it to the system "
+               "(default on)");
   CLI11_PARSE(app, argc, argv);
+  if (keep_freed) vicreg::apps::keep_freed_memory();
+  if (const auto note = vicreg::apps::openmp_note(); !note.empty()) {
+    fmt::print(stderr, "{}\n", note);
+  }
   try {
     torch::set_num_threads(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency()));
     const auto train = vicreg::apps::load_mnist_format(data_dir, "train", train_subset);

@@ -18,7 +18,7 @@
 #include <fstream>
 #include <thread>
 
-#include "omp_env.h"
+#include "runtime.h"
 #include "vicreg/vicreg.h"
 
 namespace {
@@ -140,7 +140,7 @@ double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  vicreg::apps::ensure_passive_openmp(argv);
+  vicreg::apps::configure_openmp();
   CLI::App app{"Benchmark the VICReg loss: autograd vs hand-written backward vs matmul floor"};
   std::string device = "cpu", json_path = "vicreg_bench.json";
   int threads = 0;
@@ -161,15 +161,20 @@ int main(int argc, char** argv) {
     c10::SetCPUAllocator(&allocator, /*priority=*/100);
 
     const char* wait = std::getenv("OMP_WAIT_POLICY");
-    fmt::print("vicreg {} bench on {} with {} threads (LibTorch {}, OMP_WAIT_POLICY={})\n",
+    fmt::print("vicreg {} bench on {} with {} threads (LibTorch {}, OpenMP: {}, BLAS: {}, "
+               "OMP_WAIT_POLICY={})\n",
                VICREG_VERSION, dev.str(), torch::get_num_threads(), TORCH_VERSION,
+               vicreg::apps::openmp_runtime(), vicreg::apps::blas_threading(),
                wait ? wait : "unset");
+    if (const auto note = vicreg::apps::openmp_note(); !note.empty()) fmt::print("{}\n", note);
     fmt::print("{:>5} {:>5} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>10} {:>10}\n",
                "n", "d", "floor ms", "autograd", "fused", "auto/fl", "fused/fl", "speedup",
                "auto MiB", "fused MiB");
     std::ofstream json(json_path);
     json << "{\"device\": \"" << dev.str() << "\", \"omp_wait_policy\": \""
-         << (wait ? wait : "unset") << "\", \"threads\": " << torch::get_num_threads()
+         << (wait ? wait : "unset") << "\", \"openmp\": \"" << vicreg::apps::openmp_runtime()
+         << "\", \"blas\": \"" << vicreg::apps::blas_threading()
+         << "\", \"threads\": " << torch::get_num_threads()
          << ", \"torch\": \"" << TORCH_VERSION << "\", \"results\": [\n";
     bool first = true;
     for (const auto& shape : grid) {

@@ -12,12 +12,12 @@
 #include <cstdlib>
 
 #include "data.h"
-#include "omp_env.h"
+#include "runtime.h"
 #include "vicreg/distributed.h"
 #include "vicreg/vicreg.h"
 
 int main(int argc, char** argv) {
-  vicreg::apps::ensure_passive_openmp(argv);
+  vicreg::apps::configure_openmp();
   CLI::App app{"Data-parallel VICReg on synthetic two-view data (single or multi-process)"};
   int64_t steps = 30, batch = 64, in_dim = 32, out_dim = 64;
   uint64_t seed = 0;

@@ -1,0 +1,53 @@
+#pragma once
+// vicreg_train's settings, one field per command-line option (vicreg_train.cpp declares the
+// options and their ranges; README.md documents them), and the entry point of a run.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "augment_options.h"
+
+namespace vicreg::apps {
+
+struct TrainConfig {
+  // Data and outputs.
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string out_dir = "runs/default";
+  int64_t train_subset = 0, test_subset = 0;  ///< first N images (0: all)
+  // Model.
+  std::string encoder_widths = "16,32,64";  ///< channels of the conv blocks
+  int64_t pool = 2;                         ///< representation: pool x pool positions
+  std::string proj_dims = "1024,1024";      ///< projector (expander) sizes
+  // Training.
+  int64_t epochs = 2;
+  int64_t batch_size = 128;
+  int64_t max_steps = 0;  ///< 0: no limit
+  double lr = 7e-4;
+  double weight_decay = 1e-6;
+  uint64_t seed = 0;
+  AugmentOptions augment;
+  // Loss.
+  std::string preset = "reference";
+  double inv_coeff = 25, var_coeff = 25, cov_coeff = 1;
+  bool no_variance = false;
+  std::string backward = "fused";
+  // Evaluation.
+  int64_t probe_iters = 200;
+  int64_t knn_k = 10;
+  int64_t supervised_steps = 0;  ///< the supervised reference (0: off)
+  // Checkpoints and comparisons.
+  std::string resume;
+  bool eval_only = false;
+  std::vector<std::string> compare;
+  // Process.
+  int threads = 0;  ///< 0: all cores
+  bool distributed = false;
+  bool keep_freed_memory = true;
+};
+
+/// Trains and evaluates as `c` says, writes the outputs; returns the exit code. Errors are
+/// c10::Error with a one-line message.
+int run_training(const TrainConfig& c);
+
+}  // namespace vicreg::apps
