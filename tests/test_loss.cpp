@@ -17,8 +17,10 @@ VICRegLossOptions with_backward(VICRegLossOptions o, Backward b) { return o.back
 
 class LossTest : public DeviceDtypeTest {};
 
-// Shapes that take each code path: Gram (n <= d), covariance (n > d), local features.
-const std::vector<std::vector<int64_t>> kShapes = {{8, 12}, {20, 6}, {10, 3, 7}, {9, 2, 2, 5}};
+// Shapes that take each code path: Gram (2 (n-1) <= d), direct (n = 8 just above that, and
+// n > d), local features.
+const std::vector<std::vector<int64_t>> kShapes = {{6, 16}, {8, 12}, {20, 6}, {10, 3, 7},
+                                                   {9, 2, 2, 5}};
 
 TEST_P(LossTest, EveryPresetAndBackwardMatchesIndependentFormula) {
   for (const auto& shape : kShapes) {
@@ -148,6 +150,15 @@ struct FusedRun {
   at::Tensor grad_a, grad_b;  // of objective(), in the views' layout
 };
 
+const char* knob_name(InvarianceNorm v) {
+  return v == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
+}
+const char* knob_name(VarianceForm v) { return v == VarianceForm::Std ? "std" : "var"; }
+const char* knob_name(ViewReduction v) { return v == ViewReduction::Mean ? "mean" : "sum"; }
+const char* knob_name(CovarianceNorm v) {
+  return v == CovarianceNorm::Unbiased ? "unbiased" : "biased";
+}
+
 // `weights`: of the loss and the three terms in the objective differentiated (objective()'s).
 FusedRun run_fused_ops(const at::Tensor& za, const at::Tensor& zb, const VICRegLossOptions& o,
                        bool composite, std::array<double, 4> weights = {1, 0.3, 0.7, 1.3}) {
@@ -158,10 +169,10 @@ FusedRun run_fused_ops(const at::Tensor& za, const at::Tensor& zb, const VICRegL
   const auto backward =
       dispatcher.findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix).c_str(), "")
           .typed<ops::FusedBackwardFn>();
-  const char* inv = o.invariance() == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
-  const char* form = o.variance_form() == VarianceForm::Std ? "std" : "var";
-  const char* views = o.variance_views() == ViewReduction::Mean ? "mean" : "sum";
-  const char* norm = o.covariance_norm() == CovarianceNorm::Unbiased ? "unbiased" : "biased";
+  const char* inv = knob_name(o.invariance());
+  const char* form = knob_name(o.variance_form());
+  const char* views = knob_name(o.variance_views());
+  const char* norm = knob_name(o.covariance_norm());
   FusedRun r;
   std::tie(r.loss, r.inv, r.var, r.cov, r.saved) =
       forward.call(za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(), inv,
@@ -204,6 +215,114 @@ TEST_P(LossTest, CpuKernelsAndCompositeKernelsBothMatchReference) {
       EXPECT_EQ(cpu.saved[i].sizes(), composite.saved[i].sizes()) << "saved " << i;
       // (floor 1: the data's scale; the mean difference of standardized views is ~1e-17)
       EXPECT_LT(rel_error(cpu.saved[i], composite.saved[i], 1.0), tol()) << "saved " << i;
+    }
+  }
+}
+
+// The in-place backward op (what autograd calls when it may take the saved tensors over) leaves
+// in saved[0] and saved[1] exactly what the out-of-place op returns, for both kernels.
+TEST_P(LossTest, InPlaceBackwardOpsLeaveTheOutOfPlaceGradientsInTheSavedViews) {
+  if (GetParam().device != torch::kCPU) GTEST_SKIP() << "the CPU kernels exist on CPU only";
+  const auto o = VICRegLossOptions::paper();
+  for (const auto& shape : kShapes) {
+    const auto za = spread_embeddings(shape, opts(), 31), zb = spread_embeddings(shape, opts(), 32);
+    for (bool composite : {false, true}) {
+      SCOPED_TRACE(std::string(composite ? "composite " : "CPU ") +
+                   c10::str(c10::IntArrayRef(shape)));
+      const std::string suffix = composite ? "_composite" : "";
+      const auto run = run_fused_ops(za, zb, o, composite);
+      auto ga = c10::Dispatcher::singleton()
+                    .findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix).c_str(), "")
+                    .typed<ops::FusedBackwardFn>();
+      auto in_place =
+          c10::Dispatcher::singleton()
+              .findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix + "_").c_str(), "")
+              .typed<ops::FusedBackwardInplaceFn>();
+      std::vector<at::Tensor> saved;
+      for (const auto& t : run.saved) saved.push_back(t.clone());
+      auto w = [&](double v) { return at::scalar_tensor(v, run.loss.options()); };
+      const auto [out_a, out_b] =
+          ga.call(w(1), w(0.3), w(0.7), w(1.3), run.saved, o.inv_coeff(), o.var_coeff(),
+                  o.cov_coeff(), o.gamma(), o.eps(), knob_name(o.invariance()),
+                  knob_name(o.variance_form()), knob_name(o.variance_views()),
+                  knob_name(o.covariance_norm()));
+      in_place.call(w(1), w(0.3), w(0.7), w(1.3), saved, o.inv_coeff(), o.var_coeff(),
+                    o.cov_coeff(), o.gamma(), o.eps(), knob_name(o.invariance()),
+                    knob_name(o.variance_form()), knob_name(o.variance_views()),
+                    knob_name(o.covariance_norm()));
+      EXPECT_TRUE(saved[0].equal(out_a));
+      EXPECT_TRUE(saved[1].equal(out_b));
+    }
+  }
+}
+
+// The CPU backward works in blocks of columns (Gram path) or rows (direct path) of about 2 MiB
+// per view; on shapes of several blocks, ragged last blocks and several positions it agrees
+// with the composite kernel (ATen ops on whole tensors, checked against the reference above).
+TEST(CpuKernels, BlockedBackwardMatchesCompositeOnShapesOfSeveralBlocks) {
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  // float64: 2 MiB = 262144 values per view, so [128, 5000] has column blocks of 2048 (3 blocks)
+  // and [2000, 300] row blocks of 873 (3 blocks).
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{128, 5000}, {2000, 300},
+                                                             {128, 2, 3000}}) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    const auto za = spread_embeddings(shape, opts, 41), zb = spread_embeddings(shape, opts, 42);
+    const auto o = VICRegLossOptions::paper();
+    const auto cpu = run_fused_ops(za, zb, o, false);
+    const auto composite = run_fused_ops(za, zb, o, true);
+    EXPECT_LT(rel_error(cpu.grad_a, composite.grad_a), 1e-12);
+    EXPECT_LT(rel_error(cpu.grad_b, composite.grad_b), 1e-12);
+  }
+}
+
+// When autograd may not take the saved tensors over, it does not: a retained graph gives the
+// same gradient twice, a caller that kept the forward op's `saved` outputs finds them intact,
+// and one that changed them in place gets an error instead of a wrong gradient.
+TEST(FusedBackward, RetainedGraphAndHeldSavedTensorsKeepTheirValues) {
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  for (const auto& shape : kShapes) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    auto za = spread_embeddings(shape, opts, 51).requires_grad_(true);
+    auto zb = spread_embeddings(shape, opts, 52).requires_grad_(true);
+    const auto o = VICRegLossOptions();
+    const auto ref = torch::autograd::grad(
+        {functional::vicreg_loss(za, zb, with_backward(o, Backward::Autograd))}, {za, zb});
+    const auto &ref_a = ref[0], &ref_b = ref[1];
+
+    const auto loss = functional::vicreg_loss(za, zb, o);
+    for (int round = 0; round < 2; ++round) {  // the second backward sees the same graph
+      auto g = torch::autograd::grad({loss}, {za, zb}, {}, /*retain_graph=*/true);
+      EXPECT_LT(rel_error(g[0], ref_a), 1e-10) << "round " << round;
+      EXPECT_LT(rel_error(g[1], ref_b), 1e-10) << "round " << round;
+    }
+    auto g = torch::autograd::grad({loss}, {za, zb});  // the last one may take them over
+    EXPECT_LT(rel_error(g[0], ref_a), 1e-10);
+    EXPECT_THROW(torch::autograd::grad({loss}, {za, zb}), c10::Error);  // graph freed
+
+    const auto forward = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("vicreg::_vicreg_fused", "")
+                             .typed<ops::FusedFn>();
+    auto [l, inv, var, cov, saved] = forward.call(
+        za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
+        knob_name(o.invariance()), knob_name(o.variance_form()), knob_name(o.variance_views()),
+        knob_name(o.covariance_norm()));
+    std::vector<at::Tensor> before;
+    for (const auto& t : saved) before.push_back(t.clone());
+    auto held = torch::autograd::grad({l}, {za, zb});
+    EXPECT_LT(rel_error(held[0], ref_a), 1e-10);
+    EXPECT_LT(rel_error(held[1], ref_b), 1e-10);
+    for (size_t i = 0; i < saved.size(); ++i) EXPECT_TRUE(saved[i].equal(before[i])) << i;
+
+    auto [l2, inv2, var2, cov2, saved2] = forward.call(
+        za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
+        knob_name(o.invariance()), knob_name(o.variance_form()), knob_name(o.variance_views()),
+        knob_name(o.covariance_norm()));
+    saved2[0].mul_(2);
+    try {
+      torch::autograd::grad({l2}, {za, zb});
+      ADD_FAILURE() << "a saved tensor changed in place was not refused";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("modified in place"), std::string::npos) << e.what();
     }
   }
 }

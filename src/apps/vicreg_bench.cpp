@@ -5,8 +5,15 @@
 // Matmul floor for views [n, d]: the least GEMM work, per view, is one k x k product and one
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
 // otherwise); the floor is the time torch::mm takes for those four GEMMs in this process.
+//
+// Memory bound: beyond its GEMMs the hand-written path must at least read both views once and
+// write their centered copies (saved for the backward) once: 16 n d bytes in float32, the
+// traffic of one copy of both views. `bound` = floor + the time of that copy, measured here on
+// a buffer of the same size (so it runs at the cache level that size fits in): no
+// implementation of this design can beat it, and fused/bound says how far a shape is from it.
 
 #include <c10/core/CPUAllocator.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -137,6 +144,21 @@ double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
   return 2 * median_seconds(gemms, dev);  // two views
 }
 
+// Seconds to copy both views ([2, n, d] float32: 8 n d bytes read, 8 n d written).
+double copy_seconds(int64_t n, int64_t d, const torch::Device& dev) {
+  const auto opts = torch::TensorOptions().device(dev).dtype(torch::kFloat32);
+  const auto src = torch::randn({2, n, d}, opts);
+  auto dst = torch::empty_like(src);
+  return median_seconds([&] { dst.copy_(src); }, dev);
+}
+
+double cpu_seconds(bool system) {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  const auto& t = system ? r.ru_stime : r.ru_utime;
+  return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,9 +189,12 @@ int main(int argc, char** argv) {
                vicreg::apps::openmp_runtime(), vicreg::apps::blas_threading(),
                wait ? wait : "unset");
     if (const auto note = vicreg::apps::openmp_note(); !note.empty()) fmt::print("{}\n", note);
-    fmt::print("{:>5} {:>5} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} | {:>10} {:>10}\n",
-               "n", "d", "floor ms", "autograd", "fused", "auto/fl", "fused/fl", "speedup",
-               "auto MiB", "fused MiB");
+    const auto wall_start = std::chrono::steady_clock::now();
+    const double sys_start = cpu_seconds(true), user_start = cpu_seconds(false);
+    fmt::print("{:>5} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>8} {:>8} {:>7} | {:>8} "
+               "{:>9}\n",
+               "n", "d", "floor ms", "bound ms", "autograd", "fused", "GB/s", "auto/fl",
+               "fused/fl", "fused/bd", "speedup", "auto MiB", "fused MiB");
     std::ofstream json(json_path);
     json << "{\"device\": \"" << dev.str() << "\", \"omp_wait_policy\": \""
          << (wait ? wait : "unset") << "\", \"openmp\": \"" << vicreg::apps::openmp_runtime()
@@ -185,26 +210,35 @@ int main(int argc, char** argv) {
       const auto opts = torch::TensorOptions().device(dev).dtype(torch::kFloat32);
       const auto za = torch::randn({n, d}, opts), zb = za + 0.1 * torch::randn({n, d}, opts);
       const double floor = matmul_floor(n, d, dev);
+      const double copy = copy_seconds(n, d, dev);
+      const double bound = floor + copy;
+      const double gbps = 16.0 * static_cast<double>(n * d) / copy / 1e9;
       const auto autograd =
           measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd), dev);
       const auto fused =
           measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused), dev);
       auto mib = [](double v) { return v < 0 ? std::string("n/a") : fmt::format("{:.1f}", v); };
-      fmt::print("{:>5} {:>5} | {:>10.2f} {:>10.2f} {:>10.2f} | {:>8.2f} {:>8.2f} {:>8.2f} | {:>10} {:>10}\n",
-                 n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
-                 autograd.seconds / floor, fused.seconds / floor,
+      fmt::print("{:>5} {:>5} | {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.1f} | {:>7.2f} {:>8.2f} "
+                 "{:>8.2f} {:>7.1f} | {:>8} {:>9}\n",
+                 n, d, 1e3 * floor, 1e3 * bound, 1e3 * autograd.seconds, 1e3 * fused.seconds,
+                 gbps, autograd.seconds / floor, fused.seconds / floor, fused.seconds / bound,
                  autograd.seconds / fused.seconds, mib(autograd.peak_mib), mib(fused.peak_mib));
       std::fflush(stdout);
       json << (first ? "" : ",\n")
            << fmt::format("  {{\"n\": {}, \"d\": {}, \"floor_ms\": {:.4f}, \"autograd_ms\": {:.4f}, "
-                          "\"fused_ms\": {:.4f}, \"autograd_peak_mib\": {:.2f}, "
-                          "\"fused_peak_mib\": {:.2f}}}",
+                          "\"fused_ms\": {:.4f}, \"bound_ms\": {:.4f}, \"copy_gb_per_s\": {:.2f}, "
+                          "\"autograd_peak_mib\": {:.2f}, \"fused_peak_mib\": {:.2f}}}",
                           n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
-                          autograd.peak_mib, fused.peak_mib);
+                          1e3 * bound, gbps, autograd.peak_mib, fused.peak_mib);
       first = false;
     }
-    json << "\n]}\n";
-    fmt::print("wrote {}\n", json_path);
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    const double sys = cpu_seconds(true) - sys_start, user = cpu_seconds(false) - user_start;
+    json << fmt::format("\n], \"wall_s\": {:.2f}, \"user_s\": {:.2f}, \"system_s\": {:.2f}}}\n",
+                        wall, user, sys);
+    fmt::print("{:.1f} s wall, {:.1f} s user, {:.1f} s system ({:.0f}% of wall)\nwrote {}\n",
+               wall, user, sys, 100 * sys / wall, json_path);
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "vicreg_bench: {}\n", e.what());

@@ -113,6 +113,20 @@ std::tuple<Tensor, Tensor> fused_backward_composite(
   return {ga, gb};
 }
 
+// In place, composite: the out-of-place kernel, then a copy into the saved views. (It saves no
+// memory; the CPU kernel is the one that computes in place.)
+void fused_backward_inplace_composite(
+    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
+    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
+    double eps, c10::string_view invariance, c10::string_view variance_form,
+    c10::string_view variance_views, c10::string_view covariance_norm) {
+  const auto [ga, gb] = fused_backward_composite(
+      g_loss, g_inv, g_var, g_cov, saved, inv_coeff, var_coeff, cov_coeff, gamma, eps,
+      invariance, variance_form, variance_views, covariance_norm);
+  saved[ops::kZcA].copy_(ga);
+  saved[ops::kZcB].copy_(gb);
+}
+
 }  // namespace
 
 namespace ops {
@@ -131,6 +145,13 @@ const c10::TypedOperatorHandle<FusedBackwardFn>& fused_backward_op() {
   return op;
 }
 
+const c10::TypedOperatorHandle<FusedBackwardInplaceFn>& fused_backward_inplace_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("vicreg::_vicreg_fused_backward_", "")
+                             .typed<FusedBackwardInplaceFn>();
+  return op;
+}
+
 }  // namespace ops
 
 TORCH_LIBRARY(vicreg, m) {
@@ -140,14 +161,15 @@ TORCH_LIBRARY(vicreg, m) {
         TORCH_FN(vicreg_terms_front));
   const std::string fused_result =
       "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, Tensor[] saved)";
-  const std::string backward_args =
-      "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, "
-      "Tensor[] saved, " + settings;
+  const std::string grads =
+      "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
   for (const std::string suffix : {"", "_composite"}) {
     m.def(("_vicreg_fused" + suffix + "(Tensor z_a, Tensor z_b, " + settings + ") -> " +
            fused_result).c_str());
-    m.def(("_vicreg_fused_backward" + suffix + "(" + backward_args + ") -> (Tensor, Tensor)")
-              .c_str());
+    m.def(("_vicreg_fused_backward" + suffix + "(" + grads + "Tensor[] saved, " + settings +
+           ") -> (Tensor, Tensor)").c_str());
+    m.def(("_vicreg_fused_backward" + suffix + "_(" + grads + "Tensor(a!)[] saved, " + settings +
+           ") -> ()").c_str());
   }
 }
 
@@ -156,6 +178,8 @@ TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {
   m.impl("_vicreg_fused_backward", TORCH_FN(fused_backward_composite));
   m.impl("_vicreg_fused_composite", TORCH_FN(fused_composite));
   m.impl("_vicreg_fused_backward_composite", TORCH_FN(fused_backward_composite));
+  m.impl("_vicreg_fused_backward_", TORCH_FN(fused_backward_inplace_composite));
+  m.impl("_vicreg_fused_backward_composite_", TORCH_FN(fused_backward_inplace_composite));
 }
 
 }  // namespace vicreg

@@ -5,12 +5,14 @@
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
 #include <string>
 
 #include "detail.h"
 #include "ops/ops.h"
+#include "ops/view_stats.h"
 
 namespace vicreg {
 namespace {
@@ -50,6 +52,13 @@ struct FusedSettings {
 
 // Outputs: loss, invariance, variance, covariance (differentiable), then the saved tensors of
 // the forward op (not differentiable; autograd keeps them for the backward, not the inputs).
+//
+// The saved tensors are kept in ctx->saved_data, not as SavedVariables, so that the backward
+// can take them over: when the graph is not kept (no retain_graph) and nothing else holds them
+// (each is the only handle of its storage), it calls the in-place backward op, which writes
+// the gradients over Zc and allocates no [n, d] buffer. Otherwise (retain_graph, or a caller of
+// _vicreg_fused that kept `saved`) it calls the out-of-place op. In-place changes to a saved
+// tensor between forward and backward are refused, as SavedVariable's version check would.
 class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& z_a, const Tensor& z_b,
@@ -63,7 +72,10 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
     auto [loss, inv, var, cov, saved] = ops::fused_op().call(
         z_a, z_b, s.inv_coeff, s.var_coeff, s.cov_coeff, s.gamma, s.eps, s.invariance,
         s.variance_form, s.variance_views, s.covariance_norm);
-    ctx->save_for_backward(saved);
+    std::vector<int64_t> versions;
+    for (const auto& t : saved) versions.push_back(t._version());
+    ctx->saved_data["saved"] = saved;
+    ctx->saved_data["versions"] = versions;
     ctx->mark_non_differentiable(saved);
     ctx->set_materialize_grads(false);  // no zeros the size of the saved tensors
     variable_list out = {loss, inv, var, cov};
@@ -75,13 +87,37 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
     // create_graph: the gradient would have to be differentiable, and the hand-written one is
     // not (it does not even keep the inputs); say so rather than return a graph-less gradient.
     TORCH_CHECK(!at::GradMode::is_enabled(), kNoDoubleBackward);
-    const auto saved = ctx->get_saved_variables();
+    ctx->get_saved_variables();  // LibTorch's error for a second backward through a freed graph
+    const bool keep_graph = torch::autograd::get_current_graph_task_keep_graph();
+    std::vector<Tensor> saved;
+    {
+      auto& slot = ctx->saved_data["saved"];
+      saved = slot.toTensorVector();
+      if (!keep_graph) slot = c10::IValue();  // the graph is freed after this call: take them
+    }
+    const auto versions = ctx->saved_data["versions"].toIntVector();
+    bool ours = !keep_graph;
+    for (size_t i = 0; i < saved.size(); ++i) {
+      TORCH_CHECK(saved[i]._version() == versions[i],
+                  "vicreg_loss: a tensor saved by the fused forward (an output of "
+                  "_vicreg_fused) was modified in place before the backward");
+      ours = ours && saved[i].use_count() == 1 && saved[i].storage().use_count() == 1;
+    }
     const auto s = FusedSettings::load(ctx);
     const auto zero = at::zeros({}, saved[0].options());
     auto g = [&](size_t i) { return grads[i].defined() ? grads[i] : zero; };
-    auto [ga, gb] = ops::fused_backward_op().call(
-        g(0), g(1), g(2), g(3), saved, s.inv_coeff, s.var_coeff, s.cov_coeff, s.gamma, s.eps,
-        s.invariance, s.variance_form, s.variance_views, s.covariance_norm);
+    Tensor ga, gb;
+    if (ours) {
+      ops::fused_backward_inplace_op().call(
+          g(0), g(1), g(2), g(3), saved, s.inv_coeff, s.var_coeff, s.cov_coeff, s.gamma, s.eps,
+          s.invariance, s.variance_form, s.variance_views, s.covariance_norm);
+      ga = saved[ops::kZcA];
+      gb = saved[ops::kZcB];
+    } else {
+      std::tie(ga, gb) = ops::fused_backward_op().call(
+          g(0), g(1), g(2), g(3), saved, s.inv_coeff, s.var_coeff, s.cov_coeff, s.gamma, s.eps,
+          s.invariance, s.variance_form, s.variance_views, s.covariance_norm);
+    }
     auto as_input = [&](const Tensor& grad, const char* shape, const char* dtype) {
       return detail::from_positions(grad, ctx->saved_data[shape].toIntVector())
           .to(static_cast<at::ScalarType>(ctx->saved_data[dtype].toInt()));
@@ -121,6 +157,24 @@ std::tuple<Tensor, Tensor> fused_backward_autograd(
   return ops::fused_backward_op().call(g_loss, g_inv, g_var, g_cov, saved, inv_coeff, var_coeff,
                                        cov_coeff, gamma, eps, invariance, variance_form,
                                        variance_views, covariance_norm);
+}
+
+void fused_backward_inplace_autograd(
+    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
+    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
+    double eps, c10::string_view invariance, c10::string_view variance_form,
+    c10::string_view variance_views, c10::string_view covariance_norm) {
+  bool needs_graph = false;
+  for (const auto* t : {&g_loss, &g_inv, &g_var, &g_cov}) needs_graph |= t->requires_grad();
+  for (const auto& t : saved) needs_graph |= t.requires_grad();
+  TORCH_CHECK(!(at::GradMode::is_enabled() && needs_graph), kNoDoubleBackward);
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ops::fused_backward_inplace_op().call(g_loss, g_inv, g_var, g_cov, saved, inv_coeff,
+                                          var_coeff, cov_coeff, gamma, eps, invariance,
+                                          variance_form, variance_views, covariance_norm);
+  }
+  for (const auto& t : saved) torch::autograd::impl::bump_version(t);  // it wrote them all
 }
 
 // ---- VCReg ---------------------------------------------------------------------------------
@@ -174,6 +228,7 @@ Tensor vcreg_backward_autograd(const Tensor& grad, const Tensor& x, double var_c
 TORCH_LIBRARY_IMPL(vicreg, Autograd, m) {
   m.impl("_vicreg_fused", TORCH_FN(fused_autograd));
   m.impl("_vicreg_fused_backward", TORCH_FN(fused_backward_autograd));
+  m.impl("_vicreg_fused_backward_", TORCH_FN(fused_backward_inplace_autograd));
   m.impl("vcreg", TORCH_FN(vcreg_autograd));
   m.impl("_vcreg_backward", TORCH_FN(vcreg_backward_autograd));
 }

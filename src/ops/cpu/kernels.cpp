@@ -31,15 +31,16 @@ constexpr int64_t kBlock = 256;  // columns per task: accumulators stay in L1
 // double -> scalar_t as float arithmetic would round it: beyond the range, +-Inf. (A plain
 // static_cast of an out-of-range double to float is undefined behaviour; huge but finite
 // inputs, e.g. 1e30 squared, reach it. Found by the fuzzer.)
+// Written as selects without branches, so that the loops that call it vectorize; NaN passes.
 template <typename T>
-T saturate(double v) {
+inline T saturate(double v) {
   if constexpr (std::is_same_v<T, double>) {
     return v;
   } else {
     constexpr double kMax = std::numeric_limits<T>::max();
-    if (v > kMax) return std::numeric_limits<T>::infinity();
-    if (v < -kMax) return -std::numeric_limits<T>::infinity();
-    return static_cast<T>(v);
+    constexpr T kInf = std::numeric_limits<T>::infinity();
+    const T in_range = static_cast<T>(v > kMax ? kMax : (v < -kMax ? -kMax : v));
+    return v > kMax ? kInf : (v < -kMax ? -kInf : in_range);
   }
 }
 
@@ -75,6 +76,51 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
     sq_b[j] += static_cast<double>(cb) * cb;
   }
 }
+
+// The row loops of both passes, compiled twice (AVX2 and the baseline x86-64) and picked at
+// load time by the CPU (GCC's target_clones): the passes work in double, and AVX2 doubles the
+// values per instruction over the baseline's SSE2.
+#if defined(__x86_64__) && (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+#define VICREG_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VICREG_CPU_CLONES
+#endif
+
+template <typename T>
+inline void accumulate_rows(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
+                            const double* shift_a, const double* shift_b, double* sum_a,
+                            double* sum_b, double* sq_d, int64_t w) {
+  for (int64_t i = 0; i < n; ++i) {
+    accumulate_row(a + i * sa, b + i * sb, shift_a, shift_b, sum_a, sum_b, sq_d, w);
+  }
+}
+
+template <typename T>
+inline void center_rows(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
+                        const double* shift_a, const double* shift_b, const double* rest_a,
+                        const double* rest_b, T* oa, T* ob, int64_t so, double* sq_a,
+                        double* sq_b, int64_t w) {
+  for (int64_t i = 0; i < n; ++i) {
+    center_row(a + i * sa, b + i * sb, shift_a, shift_b, rest_a, rest_b, oa + i * so,
+               ob + i * so, sq_a, sq_b, w);
+  }
+}
+
+#define VICREG_ROW_LOOPS(T)                                                                      \
+  VICREG_CPU_CLONES void pass1(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,       \
+                               const double* shift_a, const double* shift_b, double* sum_a,    \
+                               double* sum_b, double* sq_d, int64_t w) {                        \
+    accumulate_rows(a, b, sa, sb, n, shift_a, shift_b, sum_a, sum_b, sq_d, w);                  \
+  }                                                                                              \
+  VICREG_CPU_CLONES void pass2(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,       \
+                               const double* shift_a, const double* shift_b,                    \
+                               const double* rest_a, const double* rest_b, T* oa, T* ob,        \
+                               int64_t so, double* sq_a, double* sq_b, int64_t w) {            \
+    center_rows(a, b, sa, sb, n, shift_a, shift_b, rest_a, rest_b, oa, ob, so, sq_a, sq_b, w);  \
+  }
+VICREG_ROW_LOOPS(float)
+VICREG_ROW_LOOPS(double)
+#undef VICREG_ROW_LOOPS
 
 // Both views centered, for [P, n, d] inputs whose last dim has stride 1 (float or double).
 // Pass 1: column sums of the deviations from a shift (the first row), and sum (a - b)^2.
@@ -116,9 +162,7 @@ ops::CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
           shift_b[j] = b_p[j];
         }
         for (auto* acc : {acc_a, acc_b, sq_d}) std::fill(acc, acc + w, 0.0);
-        for (int64_t i = 0; i < n; ++i) {
-          accumulate_row(a_p + i * sa1, b_p + i * sb1, shift_a, shift_b, acc_a, acc_b, sq_d, w);
-        }
+        pass1(a_p, b_p, sa1, sb1, n, shift_a, shift_b, acc_a, acc_b, sq_d, w);
         double task_sq = 0;
         for (int64_t j = 0; j < w; ++j) {
           rest_a[j] = acc_a[j] / static_cast<double>(n);
@@ -129,10 +173,8 @@ ops::CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
           acc_a[j] = acc_b[j] = 0;  // reused for the column sums of squares
         }
         partial[task] = task_sq;
-        for (int64_t i = 0; i < n; ++i) {
-          center_row(a_p + i * sa1, b_p + i * sb1, shift_a, shift_b, rest_a, rest_b,
-                     za + (p * n + i) * d + j0, zb + (p * n + i) * d + j0, acc_a, acc_b, w);
-        }
+        pass2(a_p, b_p, sa1, sb1, n, shift_a, shift_b, rest_a, rest_b, za + p * n * d + j0,
+              zb + p * n * d + j0, d, acc_a, acc_b, w);
         for (int64_t j = 0; j < w; ++j) {
           qa_out[p * d + j0 + j] = saturate<scalar_t>(acc_a[j]);
           qb_out[p * d + j0 + j] = saturate<scalar_t>(acc_b[j]);
@@ -146,50 +188,6 @@ ops::CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
       a3.scalar_type() == at::kFloat ? static_cast<double>(saturate<float>(total)) : total,
       a3.options());
   return r;
-}
-
-// One row of combine_gradients; pointers do not alias.
-template <typename T>
-inline void combine_row(const T* __restrict ra, const T* __restrict rb, const T* __restrict ca,
-                        const T* __restrict cb, const T* __restrict md, T* __restrict oa,
-                        T* __restrict ob, T w, int64_t d) {
-  for (int64_t j = 0; j < d; ++j) {
-    const T inv = w * (ra[j] - rb[j] + md[j]);
-    oa[j] = ra[j] * ca[j] + inv;
-    ob[j] = rb[j] * cb[j] - inv;
-  }
-}
-
-// The elementwise part of both gradients in one pass over Zc_a and Zc_b:
-//   ga = zc_a * coef_a + w (zc_a - zc_b + mean_diff),  gb = zc_b * coef_b - w (...)
-// zc_* [P, n, d]; coef_*, mean_diff [P, d].
-std::pair<Tensor, Tensor> combine_gradients(const Tensor& zc_a, const Tensor& zc_b,
-                                            const Tensor& coef_a_in, const Tensor& coef_b_in,
-                                            const Tensor& mean_diff_in, double w) {
-  const auto coef_a = coef_a_in.contiguous(), coef_b = coef_b_in.contiguous();
-  const auto mean_diff = mean_diff_in.contiguous();
-  const auto za_c = zc_a.contiguous(), zb_c = zc_b.contiguous();
-  const int64_t P = za_c.size(0), n = za_c.size(1), d = za_c.size(2);
-  auto ga = at::empty_like(za_c), gb = at::empty_like(zb_c);
-  AT_DISPATCH_FLOATING_TYPES(za_c.scalar_type(), "vicreg_combine_gradients", [&] {
-    const scalar_t* pza = za_c.data_ptr<scalar_t>();
-    const scalar_t* pzb = zb_c.data_ptr<scalar_t>();
-    const scalar_t* pca = coef_a.data_ptr<scalar_t>();
-    const scalar_t* pcb = coef_b.data_ptr<scalar_t>();
-    const scalar_t* pmd = mean_diff.data_ptr<scalar_t>();
-    scalar_t* pga = ga.data_ptr<scalar_t>();
-    scalar_t* pgb = gb.data_ptr<scalar_t>();
-    const scalar_t ws = saturate<scalar_t>(w);
-    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(d, 1));
-    at::parallel_for(0, P * n, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t p = row / n;
-        combine_row(pza + row * d, pzb + row * d, pca + p * d, pcb + p * d, pmd + p * d,
-                    pga + row * d, pgb + row * d, ws, d);
-      }
-    });
-  });
-  return {ga, gb};
 }
 
 ops::FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, double inv_coeff,
@@ -206,33 +204,162 @@ ops::FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, double inv_coe
   return {r.loss, r.invariance, r.variance, r.covariance, r.saved};
 }
 
-std::tuple<Tensor, Tensor> fused_backward_cpu(
-    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
-    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
-    double eps, c10::string_view invariance, c10::string_view variance_form,
-    c10::string_view variance_views, c10::string_view covariance_norm) {
+// The backward is computed in place, over the saved tensors, block by block: a block of the
+// gradient is the product of the k x k matrix with a block of Zc (into a scratch buffer the size
+// of a few cache lines' worth of rows), plus the elementwise part, and it is written over that
+// block of Zc, which no later block reads. So the backward allocates no [n, d] buffer, and the
+// elementwise work reads what the product just touched. Gram path (k = n): blocks of columns,
+// grad[:, J] = 4w G Zc[:, J] + Zc[:, J] diag(coef_J) + inv. Direct path (k = d): blocks of rows,
+// grad[I, :] = Zc[I, :] (4w M + diag(coef)) + inv: the per-column coefficient goes into the zero
+// diagonal of M, so the elementwise part is the invariance term alone.
+constexpr int64_t kScratchBytes = 1 << 21;  // per view: the product's block stays in L2/L3
+
+// One row of a block: ga = pa + za * ca + inv, gb = pb + zb * cb - inv, inv = w (za - zb + md),
+// written over za and zb (ca, cb unused without kCoef). Pointers do not alias.
+template <bool kCoef, typename T>
+inline void gradient_row(T* __restrict za, T* __restrict zb, const T* __restrict pa,
+                         const T* __restrict pb, const T* __restrict ca, const T* __restrict cb,
+                         const T* __restrict md, T w, int64_t width) {
+  for (int64_t j = 0; j < width; ++j) {
+    const T a = za[j], b = zb[j];
+    const T inv = w * (a - b + md[j]);
+    if constexpr (kCoef) {
+      za[j] = pa[j] + a * ca[j] + inv;
+      zb[j] = pb[j] + b * cb[j] - inv;
+    } else {
+      za[j] = pa[j] + inv;
+      zb[j] = pb[j] - inv;
+    }
+  }
+}
+
+// Rows [begin, end) of a block (row strides: d for Zc, ld for the products), in AVX2 and
+// baseline clones as the passes of center_pair.
+#define VICREG_GRADIENT_ROWS(T, kCoef, name)                                                     \
+  VICREG_CPU_CLONES void name(T* za, T* zb, const T* pa, const T* pb, const T* ca, const T* cb, \
+                              const T* md, T w, int64_t cols, int64_t d, int64_t ld,             \
+                              int64_t begin, int64_t end) {                                      \
+    for (int64_t i = begin; i < end; ++i) {                                                      \
+      gradient_row<kCoef>(za + i * d, zb + i * d, pa + i * ld, pb + i * ld, ca, cb, md, w,      \
+                          cols);                                                                 \
+    }                                                                                            \
+  }
+VICREG_GRADIENT_ROWS(float, true, gradient_rows_coef)
+VICREG_GRADIENT_ROWS(double, true, gradient_rows_coef)
+VICREG_GRADIENT_ROWS(float, false, gradient_rows)
+VICREG_GRADIENT_ROWS(double, false, gradient_rows)
+#undef VICREG_GRADIENT_ROWS
+
+// The elementwise part for one block: rows [r0, r0 + rows), columns [c0, c0 + cols) of position
+// p; the products are in prod_a / prod_b ([rows, cols], row stride `ld`).
+template <bool kCoef>
+void gradient_block(const Tensor& zc_a, const Tensor& zc_b, const Tensor& prod_a,
+                    const Tensor& prod_b, const Tensor& coef_a, const Tensor& coef_b,
+                    const Tensor& mean_diff, double w, int64_t p, int64_t r0, int64_t rows,
+                    int64_t c0, int64_t cols) {
+  const int64_t n = zc_a.size(1), d = zc_a.size(2), ld = prod_a.stride(0);
+  AT_DISPATCH_FLOATING_TYPES(zc_a.scalar_type(), "vicreg_gradient_block", [&] {
+    scalar_t* za = zc_a.data_ptr<scalar_t>() + (p * n + r0) * d + c0;
+    scalar_t* zb = zc_b.data_ptr<scalar_t>() + (p * n + r0) * d + c0;
+    const scalar_t* pa = prod_a.data_ptr<scalar_t>();
+    const scalar_t* pb = prod_b.data_ptr<scalar_t>();
+    const scalar_t* ca = kCoef ? coef_a.data_ptr<scalar_t>() + p * d + c0 : nullptr;
+    const scalar_t* cb = kCoef ? coef_b.data_ptr<scalar_t>() + p * d + c0 : nullptr;
+    const scalar_t* md = mean_diff.data_ptr<scalar_t>() + p * d + c0;
+    const scalar_t ws = saturate<scalar_t>(w);
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1));
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      if constexpr (kCoef) {
+        gradient_rows_coef(za, zb, pa, pb, ca, cb, md, ws, cols, d, ld, begin, end);
+      } else {
+        gradient_rows(za, zb, pa, pb, ca, cb, md, ws, cols, d, ld, begin, end);
+      }
+    });
+  });
+}
+
+void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var,
+                                const Tensor& g_cov, at::TensorList saved, double inv_coeff,
+                                double var_coeff, double cov_coeff, double gamma, double eps,
+                                c10::string_view invariance, c10::string_view variance_form,
+                                c10::string_view variance_views,
+                                c10::string_view covariance_norm) {
+  constexpr const char* fn = "_vicreg_fused_backward_";
   const auto o = detail::options_from_knobs(inv_coeff, var_coeff, cov_coeff, gamma, eps,
                                             invariance, variance_form, variance_views,
                                             covariance_norm);
   detail::check_fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
   const auto& zc_a = saved[ops::kZcA];
   const auto& zc_b = saved[ops::kZcB];
-  TORCH_CHECK(zc_a.scalar_type() == at::kFloat || zc_a.scalar_type() == at::kDouble,
-              "_vicreg_fused_backward: expected float32 or float64 saved tensors, got ",
-              zc_a.scalar_type());
-  const int64_t n = zc_a.size(1);
-  const bool gram = ops::use_gram(n, zc_a.size(2));
+  TORCH_CHECK(zc_a.scalar_type() == at::kFloat || zc_a.scalar_type() == at::kDouble, fn,
+              ": expected float32 or float64 saved tensors, got ", zc_a.scalar_type());
+  for (const auto& t : saved) {
+    TORCH_CHECK(t.scalar_type() == zc_a.scalar_type() && t.is_contiguous(), fn,
+                ": expected the contiguous saved tensors of _vicreg_fused, all of dtype ",
+                zc_a.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
+                t.strides());
+  }
+  const int64_t P = zc_a.size(0), n = zc_a.size(1), d = zc_a.size(2);
+  const bool gram = ops::use_gram(n, d);
   const auto w = ops::vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, zc_a.sizes(), o);
   const auto h = ops::hinge_of(o);
   const auto coef_a =
-      ops::column_coefficients(saved[ops::kColsqA], n, gram, w.hinge, w.offdiag, h);
+      ops::column_coefficients(saved[ops::kColsqA], n, gram, w.hinge, w.offdiag, h).contiguous();
   const auto coef_b =
-      ops::column_coefficients(saved[ops::kColsqB], n, gram, w.hinge, w.offdiag, h);
-  auto [ga, gb] = combine_gradients(zc_a, zc_b, coef_a, coef_b, saved[ops::kMeanDiff],
-                                    w.inv.item<double>());
-  ops::add_matrix_part(ga, zc_a, saved[ops::kMatA], w.offdiag);
-  ops::add_matrix_part(gb, zc_b, saved[ops::kMatB], w.offdiag);
-  return {ga, gb};
+      ops::column_coefficients(saved[ops::kColsqB], n, gram, w.hinge, w.offdiag, h).contiguous();
+  const auto& mat_a = saved[ops::kMatA];
+  const auto& mat_b = saved[ops::kMatB];
+  mat_a.mul_(w.offdiag * 4.0);
+  mat_b.mul_(w.offdiag * 4.0);
+  if (!gram) {  // M has a zero diagonal: the column coefficients take its place
+    mat_a.diagonal(0, 1, 2).copy_(coef_a);
+    mat_b.diagonal(0, 1, 2).copy_(coef_b);
+  }
+  const double w_inv = w.inv.item<double>();
+  const int64_t per_view = std::max<int64_t>(kScratchBytes / zc_a.element_size(), 1);
+  const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, 16, d) : d;
+  const int64_t rows = gram ? n : std::clamp<int64_t>(per_view / d, 16, n);
+  const auto scratch = at::empty({2, rows, cols}, zc_a.options());
+  for (int64_t p = 0; p < P; ++p) {
+    const auto za = zc_a.select(0, p), zb = zc_b.select(0, p);
+    const auto ma = mat_a.select(0, p), mb = mat_b.select(0, p);
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+      for (int64_t c0 = 0; c0 < d; c0 += cols) {
+        const int64_t h_rows = std::min(rows, n - r0), w_cols = std::min(cols, d - c0);
+        auto prod_a = scratch.select(0, 0).narrow(0, 0, h_rows).narrow(1, 0, w_cols);
+        auto prod_b = scratch.select(0, 1).narrow(0, 0, h_rows).narrow(1, 0, w_cols);
+        if (gram) {
+          at::mm_out(prod_a, ma, za.narrow(1, c0, w_cols));
+          at::mm_out(prod_b, mb, zb.narrow(1, c0, w_cols));
+          gradient_block<true>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b, saved[ops::kMeanDiff],
+                               w_inv, p, r0, h_rows, c0, w_cols);
+        } else {
+          at::mm_out(prod_a, za.narrow(0, r0, h_rows), ma);
+          at::mm_out(prod_b, zb.narrow(0, r0, h_rows), mb);
+          gradient_block<false>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b,
+                                saved[ops::kMeanDiff], w_inv, p, r0, h_rows, c0, w_cols);
+        }
+      }
+    }
+  }
+}
+
+// Out of place: the in-place kernel on copies of what it overwrites.
+std::tuple<Tensor, Tensor> fused_backward_cpu(
+    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
+    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
+    double eps, c10::string_view invariance, c10::string_view variance_form,
+    c10::string_view variance_views, c10::string_view covariance_norm) {
+  detail::check_fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
+  std::vector<Tensor> own(saved.begin(), saved.end());
+  for (int i : {ops::kZcA, ops::kZcB, ops::kMatA, ops::kMatB}) {
+    own[i] = own[i].clone(at::MemoryFormat::Contiguous);
+  }
+  for (int i : {ops::kMeanDiff, ops::kColsqA, ops::kColsqB}) own[i] = own[i].contiguous();
+  fused_backward_inplace_cpu(g_loss, g_inv, g_var, g_cov, own, inv_coeff, var_coeff, cov_coeff,
+                             gamma, eps, invariance, variance_form, variance_views,
+                             covariance_norm);
+  return {own[ops::kZcA], own[ops::kZcB]};
 }
 
 }  // namespace
@@ -240,6 +367,7 @@ std::tuple<Tensor, Tensor> fused_backward_cpu(
 TORCH_LIBRARY_IMPL(vicreg, CPU, m) {
   m.impl("_vicreg_fused", TORCH_FN(fused_cpu));
   m.impl("_vicreg_fused_backward", TORCH_FN(fused_backward_cpu));
+  m.impl("_vicreg_fused_backward_", TORCH_FN(fused_backward_inplace_cpu));
 }
 
 }  // namespace vicreg
