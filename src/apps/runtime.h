@@ -6,6 +6,7 @@
 //     OMP_WAIT_POLICY at startup. The programs link LLVM's libomp (Debian's libomp5, which
 //     implements libgomp's ABI) ahead of LibTorch, so LibTorch's parallel regions run on it, and
 //     make its idle threads sleep at once with its documented kmp_set_blocktime(0);
+//   - OpenBLAS's worker threads, made to sleep when idle too (configure_openblas);
 //   - the allocator tuning behind --keep-freed-memory;
 //   - which BLAS threading libblas.so.3 resolved to, for the programs' headers.
 
@@ -21,6 +22,10 @@
 extern "C" int openblas_get_parallel(void) __attribute__((weak));
 // LLVM libomp: how long (ms) an idle thread spins before it sleeps (default 200).
 extern "C" void kmp_set_blocktime(int msec) __attribute__((weak));
+// OpenBLAS: re-read its environment variables; stop its worker threads (started again, with
+// the settings read, at the next threaded BLAS call; what its fork handler does).
+extern "C" void openblas_read_env(void) __attribute__((weak));
+extern "C" int blas_thread_shutdown_(void) __attribute__((weak));
 
 namespace vicreg::apps {
 
@@ -56,6 +61,29 @@ inline bool wait_policy_set_by_user() {
 inline void configure_openmp() {
   if (wait_policy_set_by_user() || kmp_set_blocktime == nullptr) return;
   if (openmp_runtime().rfind("libomp", 0) == 0) kmp_set_blocktime(0);
+}
+
+/// OpenBLAS's pthreads build (Debian's default BLAS) keeps its worker threads spinning, calling
+/// sched_yield, for 2^28 cycles (about 0.1 s) after each threaded BLAS call. Between the loss's
+/// GEMMs that spinning was 33-46% of vicreg_bench's wall time as system time and slowed every
+/// other thread. OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's documented variable: spin 2^4 cycles,
+/// then sleep) stops it; OpenBLAS reads it when it starts its threads, so this sets it (unless
+/// the user did), has OpenBLAS read it again and restarts the threads. Call it first in main().
+inline void configure_openblas() {
+  if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr || openblas_read_env == nullptr ||
+      blas_thread_shutdown_ == nullptr || openblas_get_parallel == nullptr ||
+      openblas_get_parallel() != 1) {
+    return;
+  }
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);
+  openblas_read_env();
+  blas_thread_shutdown_();
+}
+
+/// What every program sets up first: idle OpenMP and OpenBLAS threads sleep at once.
+inline void configure_threads() {
+  configure_openmp();
+  configure_openblas();
 }
 
 /// A one-line note for the user when idle OpenMP threads still spin (LibTorch on GNU libgomp

@@ -35,7 +35,7 @@ Stats layer_stats(const torch::Tensor& h, const vicreg::VCRegOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  vicreg::apps::configure_openmp();
+  vicreg::apps::configure_threads();
   CLI::App app{"Train an MLP classifier with and without VCReg layers and compare"};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t epochs = 3, train_subset = 20000, batch = 128;

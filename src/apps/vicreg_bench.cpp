@@ -162,7 +162,7 @@ double cpu_seconds(bool system) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  vicreg::apps::configure_openmp();
+  vicreg::apps::configure_threads();
   CLI::App app{"Benchmark the VICReg loss: autograd vs hand-written backward vs matmul floor"};
   std::string device = "cpu", json_path = "vicreg_bench.json";
   int threads = 0;

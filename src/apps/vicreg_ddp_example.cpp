@@ -17,7 +17,7 @@
 #include "vicreg/vicreg.h"
 
 int main(int argc, char** argv) {
-  vicreg::apps::configure_openmp();
+  vicreg::apps::configure_threads();
   CLI::App app{"Data-parallel VICReg on synthetic two-view data (single or multi-process)"};
   int64_t steps = 30, batch = 64, in_dim = 32, out_dim = 64;
   uint64_t seed = 0;

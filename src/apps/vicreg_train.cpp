@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   // Line-buffered stdout: in a file or a pipe the headers stay in order with the progress
   // lines on stderr.
   std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
-  vicreg::apps::configure_openmp();
+  vicreg::apps::configure_threads();
   TrainConfig c;
   CLI::App app{"Train a CNN encoder with VICReg on Fashion-MNIST and evaluate what it learned"};
   add_data_options(app, c);
