@@ -403,7 +403,7 @@ void write_plots(const fs::path& out, const std::vector<std::string>& compare, c
      << "set logscale y\nplot '" << metrics
      << "' using 1:6 with lines lw 1.5 lc 3 notitle\nunset logscale y\n"
      << fmt::format("set title 'weighted: the loss that training lowers = {:g} inv + {:g} var + "
-                    "{:g} cov'\nset key right center\n",
+                    "{:g} cov'\nset key at graph 0.98, graph 0.42 right center\n",
                     f.inv_coeff, f.var_coeff, f.cov_coeff)
      << "plot '" << metrics << "' using 1:3 with lines lw 2 lc rgb 'black' title 'loss', '' "
      << fmt::format("using 1:({:g}*$4) with lines lc 1 title 'inv', '' using 1:({:g}*$5) with "
