@@ -430,12 +430,30 @@ std::vector<int64_t> parse_few_label_k(const std::string& s) {
 
 namespace {
 
-FewLabelOptions few_label_options(const TrainConfig& c) {
+// The few-label settings; without --few-label-k, the default counts that the training images
+// cannot supply (a small --train-subset) are left out, in `dropped`.
+FewLabelOptions few_label_options(const TrainConfig& c, const at::Tensor& train_labels,
+                                  std::vector<int64_t>* dropped = nullptr) {
   FewLabelOptions o;
   o.ks = parse_few_label_k(c.few_label_k);
   o.draws = c.few_label_draws;
   o.max_iter = c.probe_iters;
   o.seed = 0;  // the same draws in every run, whatever --seed: runs differ only by training
+  if (!c.few_label_k_set) {
+    std::vector<int64_t> kept;
+    for (auto k : o.ks) {
+      FewLabelOptions one = o;
+      one.ks = {k};
+      one.draws = 1;
+      try {
+        plan_few_label(train_labels, one);
+        kept.push_back(k);
+      } catch (const c10::Error&) {
+        if (dropped) dropped->push_back(k);
+      }
+    }
+    o.ks = kept;
+  }
   return o;
 }
 
@@ -498,7 +516,7 @@ ResultRow evaluate(const std::string& name, const std::string& label, const Feat
   std::string few_text;
   if (few && !few->ks.empty()) {
     const auto t1 = std::chrono::steady_clock::now();
-    auto fo = few_label_options(c);
+    auto fo = few_label_options(c, train.labels);
     fo.on_fit = [&](int64_t fit, int64_t fits) {  // one line per 20 fits in a log
       if ((fit - 1) % 20 == 0 || fit == fits) {
         say(fmt::format("few labels, L-BFGS fit {}/{}", fit, fits));
@@ -529,15 +547,24 @@ std::vector<ResultRow> evaluate_rows(Models& m, const ImageSet& train, const Ima
   fmt::print("evaluating on {} test images (probe trained on {} train images)\n",
              test.images.size(0), train.images.size(0));
   for (auto* s : {&m.encoder, &m.projector, &m.encoder_init, &m.projector_init}) (*s)->eval();
-  const auto fo = few_label_options(c);
+  std::vector<int64_t> dropped;
+  const auto fo = few_label_options(c, train.labels, &dropped);
   std::optional<FewLabelPlan> plan;
+  auto list = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (auto k : v) s += fmt::format("{}{}", s.empty() ? "" : ", ", k);
+    return s;
+  };
   if (!fo.ks.empty()) {
     plan = plan_few_label(train.labels, fo);
-    std::string ks;
-    for (auto k : fo.ks) ks += fmt::format("{}{}", ks.empty() ? "" : ", ", k);
     fmt::print("few labels: {} labelled images per class, {} draws, penalty chosen on {} "
                "validation images of the training set\n",
-               ks, fo.draws, plan->val_idx.size(0));
+               list(fo.ks), fo.draws, plan->val_idx.size(0));
+  }
+  if (!dropped.empty()) {
+    fmt::print("few labels: left out {} per class: too few training images of some class "
+               "(--train-subset); --few-label-k sets the counts\n",
+               list(dropped));
   }
   const FewLabelPlan* few = plan ? &*plan : nullptr;
   const int count = c.supervised_steps > 0 ? 4 : 3;
@@ -595,7 +622,9 @@ void check_sizes(const TrainConfig& c, const ImageSet& train, const Ranks& ranks
   TORCH_CHECK(c.knn_k <= n, "--knn-k ", c.knn_k, " is larger than the ", n,
               " training images (--train-subset)");
   // The few-label draws, before training rather than after it.
-  if (const auto fo = few_label_options(c); !fo.ks.empty()) plan_few_label(train.labels, fo);
+  if (const auto fo = few_label_options(c, train.labels); !fo.ks.empty()) {
+    plan_few_label(train.labels, fo);
+  }
   TORCH_CHECK(c.augment.size == 0 || c.augment.size >= 8,
               "--crop-size: expected 0 (the images' own size) or 8 to 256 pixels, got ",
               c.augment.size);

@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
   add_eval_options(app, c);
   add_process_options(app, c);
   CLI11_PARSE(app, argc, argv);
+  c.few_label_k_set = app.count("--few-label-k") > 0;
   if (c.keep_freed_memory) vicreg::apps::keep_freed_memory();
   try {
     return vicreg::apps::run_training(c);
