@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -117,6 +118,123 @@ TEST(Probes, LogisticFitReachesTheOptimumOfItsObjective) {
   EXPECT_THROW(vicreg::apps::linear_probe(x, y, x, y, o), c10::Error);
 }
 
+// The few-label draws: k rows of every class per draw, none of them a validation row, nested
+// across k (draw j at k = 1 is part of draw j at k = 5), the same for the same seed (so every
+// feature set of a run sees the same images) and different for another seed or draw.
+TEST(FewLabel, DrawsArePerClassNestedDisjointFromValidationAndSeeded) {
+  torch::manual_seed(3);
+  const auto y = torch::arange(900).remainder(3).index_select(0, torch::randperm(900));
+  vicreg::apps::FewLabelOptions o;
+  o.ks = {1, 5};
+  o.draws = 3;
+  o.val_rows = 100;
+  const auto p = vicreg::apps::plan_few_label(y, o);
+  ASSERT_EQ(p.draws.size(), 2u);
+  ASSERT_EQ(p.val_idx.size(0), 100);
+  auto in_val = torch::zeros({900}, torch::kBool);
+  in_val.index_fill_(0, p.val_idx, true);
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(p.draws[i].size(), 3u);
+    for (const auto& d : p.draws[i]) {
+      EXPECT_EQ(d.size(0), 3 * o.ks[i]);
+      EXPECT_EQ(std::get<0>(at::_unique(d)).size(0), d.size(0));  // no row twice
+      EXPECT_FALSE(in_val.index_select(0, d).any().item<bool>());
+      EXPECT_TRUE(torch::equal(torch::bincount(y.index_select(0, d), {}, 3),
+                               torch::full({3}, o.ks[i], torch::kLong)));
+    }
+  }
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_TRUE(torch::isin(p.draws[0][j], p.draws[1][j]).all().item<bool>()) << j;
+  }
+  EXPECT_FALSE(torch::equal(p.draws[1][0], p.draws[1][1]));
+  const auto again = vicreg::apps::plan_few_label(y, o);
+  EXPECT_TRUE(torch::equal(again.val_idx, p.val_idx));
+  for (size_t i = 0; i < 2; ++i) {
+    for (int j = 0; j < 3; ++j) EXPECT_TRUE(torch::equal(again.draws[i][j], p.draws[i][j]));
+  }
+  o.seed = 1;
+  EXPECT_FALSE(torch::equal(vicreg::apps::plan_few_label(y, o).draws[1][0], p.draws[1][0]));
+  o.ks = {400};  // 300 rows per class
+  try {
+    vicreg::apps::plan_few_label(y, o);
+    ADD_FAILURE() << "expected an error for 400 labels per class out of 300";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("400 labelled images per class"),
+              std::string::npos)
+        << e.what_without_backtrace();
+  }
+}
+
+// 1-NN by cosine similarity equals a nearest neighbour found by hand with plain loops.
+TEST(FewLabel, NearestNeighbourIsTheHandComputedOne) {
+  torch::manual_seed(4);
+  const auto xtr = torch::randn({7, 4}), xte = torch::randn({40, 4});
+  const auto ytr = torch::arange(7).remainder(3), yte = torch::randint(0, 3, {40});
+  int correct = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    double best = -2;
+    int64_t arg = -1;
+    for (int64_t j = 0; j < 7; ++j) {
+      double dot = 0, na = 0, nb = 0;
+      for (int64_t d = 0; d < 4; ++d) {
+        const double a = xte[i][d].item<double>(), b = xtr[j][d].item<double>();
+        dot += a * b;
+        na += a * a;
+        nb += b * b;
+      }
+      const double cos = dot / std::sqrt(na * nb);
+      if (cos > best) {
+        best = cos;
+        arg = j;
+      }
+    }
+    correct += ytr[arg].item<int64_t>() == yte[i].item<int64_t>();
+  }
+  EXPECT_DOUBLE_EQ(vicreg::apps::nearest_neighbour_accuracy(xtr, ytr, xte, yte),
+                   100.0 * correct / 40);
+}
+
+// On features that separate the classes, one labelled image per class is enough: every draw
+// scores 100% with the probe and with 1-NN. The penalty is chosen on validation rows: the test
+// labels do not change it. On noise, the probe is near chance.
+TEST(FewLabel, SeparableFeaturesScoreFullAndThePenaltyIgnoresTheTestSet) {
+  torch::manual_seed(5);
+  const int64_t classes = 4;
+  const auto ytr = torch::arange(800).remainder(classes), yte = torch::randint(0, classes, {200});
+  auto features = [&](const torch::Tensor& y) {
+    return torch::one_hot(y, classes).to(torch::kFloat) * 4 + torch::randn({y.size(0), classes}) * 0.1;
+  };
+  const auto xtr = features(ytr), xte = features(yte);
+  vicreg::apps::FewLabelOptions o;
+  o.ks = {1, 3};
+  o.draws = 4;
+  o.val_rows = 100;
+  o.max_iter = 50;
+  const auto plan = vicreg::apps::plan_few_label(ytr, o);
+  const auto scores = vicreg::apps::few_label_eval(xtr, ytr, xte, yte, plan, o);
+  ASSERT_EQ(scores.size(), 2u);
+  for (const auto& s : scores) {
+    ASSERT_EQ(s.linear.size(), 4u);
+    ASSERT_EQ(s.knn.size(), 4u);
+    EXPECT_DOUBLE_EQ(s.linear_mean, 100.0) << "k " << s.k;
+    EXPECT_DOUBLE_EQ(s.linear_std, 0.0) << "k " << s.k;
+    EXPECT_DOUBLE_EQ(s.knn_mean, 100.0) << "k " << s.k;
+    EXPECT_DOUBLE_EQ(s.val_accuracy, 100.0) << "k " << s.k;
+  }
+  const auto shuffled = yte.index_select(0, torch::randperm(200));
+  const auto noise_tr = torch::randn({800, 6}), noise_te = torch::randn({200, 6});
+  const auto a = vicreg::apps::few_label_eval(noise_tr, ytr, noise_te, yte, plan, o);
+  const auto b = vicreg::apps::few_label_eval(noise_tr, ytr, noise_te, shuffled, plan, o);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].l2, b[i].l2);
+    EXPECT_EQ(a[i].val_accuracy, b[i].val_accuracy);
+    EXPECT_LT(a[i].linear_mean, 50.0);  // chance is 25%
+  }
+  const auto [m, sd] = vicreg::apps::mean_std({1.0, 2.0, 3.0, 6.0});
+  EXPECT_DOUBLE_EQ(m, 3.0);
+  EXPECT_DOUBLE_EQ(sd, std::sqrt(14.0 / 3));  // sample std, n-1
+}
+
 const std::string kData = "/usr/share/datasets/fashion-mnist";
 
 bool have_data() { return fs::exists(fs::path(kData) / "train-images-idx3-ubyte.gz"); }
@@ -149,22 +267,31 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   fs::create_directories(out);
   const auto run = run_trainer(
       "--train-subset 256 --test-subset 128 --batch-size 64 --max-steps 3 --probe-iters 20"
-      " --proj-dims 64,64 --threads 2 --out-dir " + out.string(),
+      " --proj-dims 64,64 --threads 2 --few-label-k 1,3 --few-label-draws 2 --out-dir " +
+          out.string(),
       out.string() + ".log");
   ASSERT_EQ(run.status, 0) << run.log;
   for (const char* f : {"metrics.csv", "results.json", "table.md", "std_sorted.csv",
-                        "encoder.pt", "projector.pt"}) {
+                        "curve.csv", "pca.csv", "encoder.pt", "projector.pt"}) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
   }
   std::ifstream csv(out / "metrics.csv");
   std::string header, line;
   std::getline(csv, header);
-  EXPECT_EQ(header, "step,epoch,loss,invariance,variance,covariance,images_per_s,lr");
+  EXPECT_EQ(header, "step,epoch,loss,invariance,variance,covariance,images_per_s,lr,knn_curve");
   int rows = 0;
   while (std::getline(csv, line)) {
     ++rows;
     const double loss = std::stod(line.substr(line.find(',', line.find(',') + 1) + 1));
     EXPECT_TRUE(std::isfinite(loss)) << line;
+    // The learning curve's k-NN accuracy on its rows (the last step with --max-steps 3), else
+    // an empty field.
+    const auto knn = line.substr(line.rfind(',') + 1);
+    if (rows < 3) {
+      EXPECT_EQ(knn, "") << line;
+    } else {
+      EXPECT_GT(std::stod(knn), 10.0) << line;
+    }
   }
   EXPECT_EQ(rows, 3);
   // In one log, the headers come before the progress lines, which show elapsed time and ETA;
@@ -194,10 +321,42 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   }
   EXPECT_TRUE(json["results"][0].contains("embed_collapsed"));
   EXPECT_FALSE(json["results"][2].contains("embed_collapsed"));  // raw pixels: no projector
+  // Few labels: one entry per feature set (in the table's order) and k.
+  ASSERT_EQ(json["few_label"].size(), 6u) << json.dump(2);
+  const char* names[] = {"VICReg encoder", "random-init encoder", "raw pixels"};
+  for (size_t i = 0; i < 6; ++i) {
+    const auto& e = json["few_label"][i];
+    EXPECT_EQ(e["features"].get<std::string>(), names[i / 2]) << e.dump();
+    EXPECT_EQ(e["labels_per_class"], i % 2 == 0 ? 1 : 3) << e.dump();
+    EXPECT_EQ(e["draws"], 2) << e.dump();
+    for (const char* key : {"linear_mean", "linear_std", "knn_mean", "knn_std"}) {
+      ASSERT_TRUE(e.contains(key)) << key << " in " << e.dump();
+      EXPECT_GE(e[key].get<double>(), 0.0) << key;
+      EXPECT_LE(e[key].get<double>(), 100.0) << key;
+    }
+  }
+  EXPECT_NE(run.log.find("| 3 | raw pixels |"), std::string::npos) << run.log;
+  EXPECT_NE(read_text(out / "table.md").find("| 1 | VICReg encoder |"), std::string::npos);
+  // The learning curve (step 0 and the last step), the loss's cost and the verdict.
+  const auto& curve = json["learning_curve"];
+  ASSERT_EQ(curve["points"].size(), 2u) << curve.dump();
+  EXPECT_EQ(curve["points"][0]["step"], 0);
+  EXPECT_EQ(curve["points"][1]["step"], 3);
+  EXPECT_EQ(curve["memory_images"], 256);
+  EXPECT_EQ(curve["test_images"], 128);
+  // At step 0 the encoder is its random init: the same k-NN as the reference line.
+  EXPECT_EQ(curve["points"][0]["knn"], curve["random_init_knn"]);
+  EXPECT_GT(json["loss_cost"]["fused_ms"].get<double>(), 0.0);
+  EXPECT_GT(json["loss_cost"]["autograd_ms"].get<double>(), 0.0);
+  EXPECT_GT(json["loss_cost"]["step_ms"].get<double>(), json["loss_cost"]["fused_ms"].get<double>());
+  EXPECT_NE(run.log.find("loss cost: "), std::string::npos) << run.log;
+  EXPECT_EQ(json["verdict"].get<std::string>().rfind("verdict: VICReg encoder vs random-init encoder: ", 0), 0u)
+      << json["verdict"];
+  EXPECT_NE(run.log.find(json["verdict"].get<std::string>()), std::string::npos) << run.log;
 
   // A second run evaluates the checkpoint without training, with the supervised reference row.
   const auto eval = run_trainer(
-      "--train-subset 256 --test-subset 128 --probe-iters 20 --batch-size 64"
+      "--train-subset 256 --test-subset 128 --probe-iters 20 --batch-size 64 --few-label-k 2"
       " --supervised-steps 6 --proj-dims 64,64 --eval-only --resume " + out.string() +
           " --out-dir " + (out / "eval").string(),
       out.string() + ".eval.log");
@@ -210,6 +369,9 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   EXPECT_LE(acc, 100.0) << ej.dump(2);
   EXPECT_EQ(ej["config"]["supervised_steps"], 6);
   EXPECT_EQ(ej["config"]["steps"], 0);
+  ASSERT_EQ(ej["few_label"].size(), 4u) << ej.dump(2);  // the supervised encoder too
+  EXPECT_EQ(ej["few_label"][3]["features"], "supervised encoder");
+  EXPECT_FALSE(ej.contains("learning_curve"));  // nothing trained
 }
 
 // A mistake on the command line costs one line (and CLI11's hint), no C++ backtrace, and a
@@ -229,10 +391,18 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
       {"--eval-only", "--eval-only requires --resume"},
       {"--no-such-option", "--no-such-option"},
       {"--data-dir /nonexistent", "install Debian's dataset-fashion-mnist"},
+      {"--few-label-k 1,x",
+       "--few-label-k: must be 0 or 1 to 8 comma-separated counts in [1, 6000], got '1,x'"},
+      {"--few-label-draws 0", "--few-label-draws: must be an integer in [1, 100], got '0'"},
+      {"--curve-every -5", "--curve-every: must be an integer in [0, 1000000000], got '-5'"},
+      {"--seeds 0,-1", "--seeds: must be 1 to 16 comma-separated integers >= 0"},
   };
   if (have_data()) {
     cases.push_back({"--train-subset 100 --batch-size 128",
                      "--batch-size 128 is larger than the 100 training images"});
+    // Before training, not after it.
+    cases.push_back({"--train-subset 1000 --few-label-k 600",
+                     "600 labelled images per class need 600 training images of each class"});
   }
   for (const auto& [args, expected] : cases) {
     const auto r = run_trainer(args + " --out-dir " + (dir / "out").string(), dir / "log");

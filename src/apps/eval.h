@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,64 @@ ProbeResult linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
 /// standardized features.
 double knn_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
                     const at::Tensor& test_x, const at::Tensor& test_y, int64_t k = 10);
+
+/// Test accuracy (%) of the 1-nearest-neighbour rule by cosine similarity of the features as
+/// given (no standardization: the caller standardizes). Ties go to the lowest training row.
+double nearest_neighbour_accuracy(const at::Tensor& train_x, const at::Tensor& train_y,
+                                  const at::Tensor& test_x, const at::Tensor& test_y);
+
+// ---- Few labels -----------------------------------------------------------------------------
+//
+// The semi-supervised protocol of the VICReg paper, small: a linear probe (and a 1-NN) trained
+// on k labelled training images per class, scored on the test set, over several draws of the
+// labelled images. The features are standardized with the mean and std of all training rows
+// (unlabelled data is what self-supervised learning assumes). The probe's L2 penalty is chosen
+// without the test set: for each k, every penalty of the grid is fitted on every draw and scored
+// on validation rows, training rows that no draw contains; the penalty with the best mean
+// validation accuracy is the one whose test accuracies are reported.
+
+struct FewLabelOptions {
+  std::vector<int64_t> ks = {1, 10, 100};  ///< labelled images per class
+  int64_t draws = 5;                       ///< draws of the labelled images per k
+  int64_t val_rows = 10000;  ///< validation rows (at most a sixth of the training rows)
+  uint64_t seed = 0;         ///< draws the validation rows and the labelled images
+  std::vector<double> l2_grid = {1e-3, 1e-2, 1e-1, 1};  ///< candidate penalties
+  int64_t max_iter = 200;  ///< L-BFGS iterations per fit
+  /// Called before each fit with its number (from 1) and the number of fits.
+  std::function<void(int64_t fit, int64_t fits)> on_fit;
+};
+
+/// The training rows a few-label evaluation uses; one plan serves every feature set, so all of
+/// them see the same labelled images. Draw j takes, for each class, the first k rows of one
+/// seeded permutation of that class's non-validation rows, so the draws are nested: draw j at
+/// k = 1 is part of draw j at k = 10.
+struct FewLabelPlan {
+  std::vector<int64_t> ks;
+  int64_t classes = 0;
+  at::Tensor val_idx;                          ///< [V] validation rows (int64)
+  std::vector<std::vector<at::Tensor>> draws;  ///< draws[i][j]: rows of draw j at ks[i]
+};
+
+/// Fails with a one-line c10::Error when a class has fewer than max(ks) rows outside the
+/// validation rows.
+FewLabelPlan plan_few_label(const at::Tensor& train_y, const FewLabelOptions& o);
+
+/// One k's result for one feature set.
+struct FewLabelScore {
+  int64_t k = 0;
+  std::vector<double> linear, knn;  ///< test accuracy (%) per draw: linear probe, 1-NN
+  double linear_mean = 0, linear_std = 0, knn_mean = 0, knn_std = 0;  ///< std over draws (n-1)
+  double l2 = 0;            ///< the chosen penalty
+  double val_accuracy = 0;  ///< its mean accuracy (%) on the validation rows
+};
+
+/// Evaluates features [N_train, D] / [N_test, D] as `plan` says (one score per plan.ks).
+std::vector<FewLabelScore> few_label_eval(const at::Tensor& train_x, const at::Tensor& train_y,
+                                          const at::Tensor& test_x, const at::Tensor& test_y,
+                                          const FewLabelPlan& plan, const FewLabelOptions& o);
+
+/// Mean and sample std (n-1; 0 for one value) of `v`.
+std::pair<double, double> mean_std(const std::vector<double>& v);
 
 /// Per-dimension spread of features [N, D].
 struct SpreadStats {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -79,17 +80,17 @@ void StatusLine::clear() {
   if (tty_) fmt::print(stderr, "\r\033[K");
 }
 
-std::string metrics_csv_header(const std::vector<std::string>& names) {
+std::string metrics_csv_header(const std::vector<std::string>& names, const std::string& extra) {
   std::string h = "step,epoch";
   for (const auto& n : names) h += "," + n;
-  return h + ",images_per_s,lr\n";
+  return h + ",images_per_s,lr" + (extra.empty() ? "" : "," + extra) + "\n";
 }
 
 std::string metrics_csv_row(int64_t step, int64_t epoch, const std::vector<double>& values,
-                            double images_per_s, double lr) {
+                            double images_per_s, double lr, const std::string& extra) {
   std::string row = fmt::format("{},{}", step + 1, epoch + 1);
   for (double v : values) row += fmt::format(",{:.6g}", v);
-  return row + fmt::format(",{:.1f},{:.3g}\n", images_per_s, lr);
+  return row + fmt::format(",{:.1f},{:.3g}", images_per_s, lr) + extra + "\n";
 }
 
 std::string epoch_line(const std::string& prefix, int64_t epoch,
@@ -139,6 +140,120 @@ std::string collapse_warning(const ResultRow& trained, const RunFacts& f) {
       e.mean_std, f.gamma, e.collapsed_pct, f.var_coeff);
 }
 
+std::string few_label_table(const std::vector<ResultRow>& rows) {
+  if (rows.empty() || rows[0].few_label.empty()) return "";
+  std::string t =
+      "| labels per class | features | linear probe acc. | 1-NN acc. | probe L2 (val. acc.) |\n"
+      "|---|---|---|---|---|\n";
+  for (size_t i = 0; i < rows[0].few_label.size(); ++i) {
+    for (const auto& r : rows) {
+      if (i >= r.few_label.size()) continue;
+      const auto& s = r.few_label[i];
+      t += fmt::format("| {} | {} | {:.2f} ± {:.2f}% | {:.2f} ± {:.2f}% | {:g} ({:.1f}%) |\n", s.k,
+                       r.name, s.linear_mean, s.linear_std, s.knn_mean, s.knn_std, s.l2,
+                       s.val_pct);
+    }
+  }
+  const auto& s0 = rows[0].few_label[0];
+  return t + fmt::format(
+                 "\nFew labels: k labelled training images per class, {} draws (the same images "
+                 "for every row), scored on the test set; mean ± std over the draws. Features "
+                 "standardized with all training images' statistics. Linear probe: logistic "
+                 "regression (L-BFGS), its L2 penalty chosen per row and k by mean accuracy on "
+                 "validation images from the training set that no draw contains (val. acc.). "
+                 "1-NN: cosine similarity, same draws.\n",
+                 s0.draws);
+}
+
+namespace {
+
+// "+4.5" / "-0.3": a margin in points.
+std::string signed_points(double v) { return fmt::format("{:+.1f}", v); }
+
+}  // namespace
+
+std::string verdict_line(const std::vector<ResultRow>& rows) {
+  if (rows.size() < 3) return "";
+  const auto& t = rows[0];
+  auto versus = [&t](const ResultRow& o) {
+    std::string s;
+    for (size_t i = 0; i < t.few_label.size() && i < o.few_label.size(); ++i) {
+      const bool last = i + 1 == t.few_label.size() || i + 1 == o.few_label.size();
+      s += fmt::format("{} at {}{}, ", signed_points(t.few_label[i].linear_mean -
+                                                     o.few_label[i].linear_mean),
+                       t.few_label[i].k, last ? " labels per class" : "");
+    }
+    return s + signed_points(t.probe_pct - o.probe_pct) + " with all labels";
+  };
+  return fmt::format("verdict: {} vs {}: {}; vs {}: {} (linear probe, points of test accuracy{})\n",
+                     t.name, rows[1].name, versus(rows[1]), rows[2].name, versus(rows[2]),
+                     t.few_label.empty()
+                         ? ""
+                         : fmt::format("; few labels: mean of {} draws", t.few_label[0].draws));
+}
+
+std::string seeds_summary(const std::vector<uint64_t>& seeds,
+                          const std::vector<std::vector<ResultRow>>& runs) {
+  if (runs.empty() || runs[0].size() < 3) return "";
+  std::string seed_list;
+  for (auto s : seeds) seed_list += fmt::format("{}{}", seed_list.empty() ? "" : ", ", s);
+  // margins[i][r][o]: k index i (the last index: all labels), run r, other row o (1, 2).
+  const size_t nk = runs[0][0].few_label.size();
+  auto margin = [&](size_t i, const std::vector<ResultRow>& rows, size_t o) {
+    if (i == nk) return rows[0].probe_pct - rows[o].probe_pct;
+    return rows[0].few_label.at(i).linear_mean - rows[o].few_label.at(i).linear_mean;
+  };
+  struct Spread3 {
+    std::vector<double> v;
+    double mean = 0, min = 0, max = 0;
+  };
+  auto spread = [&](size_t i, size_t o) {
+    Spread3 s;
+    for (const auto& rows : runs) s.v.push_back(margin(i, rows, o));
+    s.min = *std::min_element(s.v.begin(), s.v.end());
+    s.max = *std::max_element(s.v.begin(), s.v.end());
+    for (double x : s.v) s.mean += x / static_cast<double>(s.v.size());
+    return s;
+  };
+  auto cell = [](const Spread3& s) {
+    std::string per;
+    for (double x : s.v) per += fmt::format("{}{:+.1f}", per.empty() ? "" : ", ", x);
+    return fmt::format("{} | {:+.1f} | {:+.1f} | {:+.1f}", per, s.mean, s.min, s.max);
+  };
+  std::string t = fmt::format(
+      "seeds {}: {} minus {} and minus {}, linear-probe test accuracy, points\n\n"
+      "| labels per class | vs random init: each seed | mean | min | max | vs raw pixels: each "
+      "seed | mean | min | max |\n|---|---|---|---|---|---|---|---|---|\n",
+      seed_list, runs[0][0].name, runs[0][1].name, runs[0][2].name);
+  for (size_t i = 0; i <= nk; ++i) {
+    t += fmt::format("| {} | {} | {} |\n",
+                     i == nk ? std::string("all") : std::to_string(runs[0][0].few_label[i].k),
+                     cell(spread(i, 1)), cell(spread(i, 2)));
+  }
+  size_t i10 = 0;
+  for (size_t i = 0; i < nk; ++i) {
+    if (runs[0][0].few_label[i].k == 10) i10 = i;
+  }
+  if (nk > 0) {
+    const auto a = spread(i10, 1), b = spread(i10, 2);
+    t += fmt::format(
+        "\n{} labels per class over seeds {}: margin over random init mean {:+.1f} (min {:+.1f}, "
+        "max {:+.1f}); over raw pixels mean {:+.1f} (min {:+.1f}, max {:+.1f})\n",
+        runs[0][0].few_label[i10].k, seed_list, a.mean, a.min, a.max, b.mean, b.min, b.max);
+  }
+  return t;
+}
+
+std::string loss_cost_line(const LossCost& l) {
+  if (!l.measured) return "";
+  return fmt::format(
+      "loss cost: {:.1f} ms forward + backward (hand-written) of a {:.0f} ms training step "
+      "({:.1f}%); autograd would take {:.1f} ms ({:.1f}x); on one real batch, 2 views of "
+      "[{}, {}], medians\n",
+      l.fused_ms, l.step_ms, 100 * l.fused_ms / l.step_ms, l.autograd_ms,
+      l.autograd_ms / l.fused_ms, l.rows, l.dim);
+}
+
 void write_std_sorted_csv(const fs::path& file, const std::vector<ResultRow>& rows) {
   std::ofstream csv(file);
   csv << "rank,trained_embedding,random_embedding,trained_repr,random_repr\n";
@@ -166,7 +281,9 @@ nlohmann::ordered_json config_json(const TrainConfig& c, const RunFacts& f) {
                        {"contrast", c.augment.contrast}, {"noise", c.augment.noise_std}}},
           {"threads", f.threads}, {"seed", c.seed}, {"train_images", f.train_images},
           {"test_images", f.test_images}, {"probe_iters", c.probe_iters}, {"knn_k", c.knn_k},
-          {"supervised_steps", c.supervised_steps}, {"resume", c.resume}};
+          {"supervised_steps", c.supervised_steps}, {"few_label_k", c.few_label_k},
+          {"few_label_draws", c.few_label_draws}, {"curve_every", c.curve_every},
+          {"resume", c.resume}};
 }
 
 nlohmann::ordered_json row_json(const ResultRow& r) {
@@ -189,39 +306,183 @@ void write_results_json(const fs::path& file, const TrainConfig& c, const RunFac
   j["config"] = config_json(c, f);
   j["results"] = nlohmann::ordered_json::array();
   for (const auto& r : rows) j["results"].push_back(row_json(r));
+  j["few_label"] = nlohmann::ordered_json::array();
+  for (const auto& r : rows) {
+    for (const auto& s : r.few_label) {
+      j["few_label"].push_back({{"features", r.name}, {"labels_per_class", s.k},
+                                {"linear_mean", round4(s.linear_mean)},
+                                {"linear_std", round4(s.linear_std)},
+                                {"knn_mean", round4(s.knn_mean)}, {"knn_std", round4(s.knn_std)},
+                                {"draws", s.draws}, {"probe_l2", s.l2},
+                                {"val_accuracy", round4(s.val_pct)}});
+    }
+  }
+  if (f.curve.every > 0 && !f.curve.points.empty()) {
+    nlohmann::ordered_json points = nlohmann::ordered_json::array();
+    for (const auto& p : f.curve.points) points.push_back({{"step", p.step}, {"knn", round4(p.knn_pct)}});
+    j["learning_curve"] = {{"every", f.curve.every}, {"memory_images", f.curve.memory},
+                           {"test_images", f.curve.queries}, {"knn_k", f.curve.k},
+                           {"points", points},
+                           {"random_init_knn", round4(f.curve.random_init_pct)},
+                           {"raw_pixels_knn", round4(f.curve.pixels_pct)}};
+  }
+  if (f.loss_cost.measured) {
+    const auto& l = f.loss_cost;
+    j["loss_cost"] = {{"rows", l.rows}, {"dim", l.dim},
+                      {"fused_ms", std::round(l.fused_ms * 1000) / 1000},
+                      {"autograd_ms", std::round(l.autograd_ms * 1000) / 1000},
+                      {"step_ms", std::round(l.step_ms * 100) / 100}};
+  }
+  j["verdict"] = verdict_line(rows);
+  if (!j["verdict"].get<std::string>().empty()) {
+    auto v = j["verdict"].get<std::string>();
+    j["verdict"] = v.substr(0, v.size() - 1);  // without the newline
+  }
+  nlohmann::ordered_json timing;
+  for (const auto& [name, sec] : f.phases) timing[name] = std::round(sec * 10) / 10;
+  j["timing"] = timing;
   j["train_seconds"] = std::round(f.train_seconds * 10) / 10;
   j["total_seconds"] = std::round(f.total_seconds * 10) / 10;
   std::ofstream(file) << j.dump(2) << "\n";
 }
 
-void write_plots(const fs::path& out, const std::vector<std::string>& compare) {
+namespace {
+
+// Tick spacing for an axis of `range` units: 1, 2 or 5 times a power of ten, at most 5 ticks,
+// so that four-digit step numbers do not run together.
+double tick_spacing(double range) {
+  const double raw = std::max(range, 1.0) / 5;
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0}) {
+    if (m * p >= raw) return m * p;
+  }
+  return 10 * p;
+}
+
+void write_curve_csv(const fs::path& file, const LearningCurve& c) {
+  std::ofstream csv(file);
+  csv << "step,knn,random_init_knn,raw_pixels_knn\n";
+  for (const auto& p : c.points) {
+    csv << fmt::format("{},{:.4f},{:.4f},{:.4f}\n", p.step, p.knn_pct, c.random_init_pct,
+                       c.pixels_pct);
+  }
+}
+
+void write_pca_csv(const fs::path& file, const Projection& a, const Projection& b) {
+  std::ofstream csv(file);
+  csv << "label,trained_pc1,trained_pc2,random_pc1,random_pc2\n";
+  for (size_t i = 0; i < a.labels.size(); ++i) {
+    csv << fmt::format("{},{:.5g},{:.5g},{:.5g},{:.5g}\n", a.labels[i], a.pc1[i], a.pc2[i],
+                       b.pc1[i], b.pc2[i]);
+  }
+}
+
+}  // namespace
+
+void write_plots(const fs::path& out, const std::vector<std::string>& compare, const RunFacts& f,
+                 const std::vector<ResultRow>& rows) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     fmt::print(stderr, "gnuplot not found: skipping the PNG plots (install gnuplot-nox)\n");
     return;
   }
   const auto metrics = (out / "metrics.csv").string();
+  const auto xtics = tick_spacing(static_cast<double>(f.steps));
   std::ofstream gp(out / "plots.gp");
-  gp << "set terminal pngcairo size 1100,420 font ',10'\nset datafile separator ','\n"
-     << "set key autotitle columnhead\nset grid\n";
-  gp << "set output '" << (out / "loss.png").string() << "'\n"
-     << "set multiplot layout 1,3 title 'VICReg loss terms over training steps (unweighted)'\n"
-     << "set xlabel 'step'\nset title 'invariance'\nplot '" << metrics
-     << "' using 1:4 with lines lw 1.5 notitle\n"
-     << "set title 'variance'\nplot '" << metrics << "' using 1:5 with lines lw 1.5 lc 2 notitle\n"
-     << "set title 'covariance'\nset logscale y\nplot '" << metrics
-     << "' using 1:6 with lines lw 1.5 lc 3 notitle\nunset logscale y\nunset multiplot\n";
-  gp << "set output '" << (out / "std.png").string() << "'\nset size 1,1\n"
-     << "set title 'per-dimension std of the test-set embeddings (projector output), sorted'\n"
-     << "set xlabel 'dimension (sorted)'\nset ylabel 'std'\nset logscale y\nset key top right\n"
-     << "plot '" << (out / "std_sorted.csv").string()
-     << "' using 1:2 with lines lw 2 title 'trained (this run)', '' using 1:3 with lines lw 2 "
-        "title 'random init'";
+  gp << "set datafile separator ','\nset key autotitle columnhead\nset grid\n";
+  // loss.png: the three unweighted terms, and the weighted loss that training lowers.
+  gp << "set terminal pngcairo size 1100,720 font ',10'\n"
+     << "set output '" << (out / "loss.png").string() << "'\n"
+     << fmt::format("set xtics {:g}\nset xrange [0:{}]\n", xtics, f.steps)
+     << "set multiplot layout 2,2 title 'VICReg loss over training steps'\n"
+     << "set xlabel 'step'\nset title 'invariance (unweighted): views disagree'\nplot '"
+     << metrics << "' using 1:4 with lines lw 1.5 notitle\n"
+     << "set title 'variance (unweighted): dims below std gamma'\nplot '" << metrics
+     << "' using 1:5 with lines lw 1.5 lc 2 notitle\n"
+     << "set title \"covariance (unweighted, log): scales with the embeddings' variance,\\n"
+        "so it rises as the variance term spreads them (not a regression)\"\n"
+     << "set logscale y\nplot '" << metrics
+     << "' using 1:6 with lines lw 1.5 lc 3 notitle\nunset logscale y\n"
+     << fmt::format("set title 'weighted: the loss that training lowers = {:g} inv + {:g} var + "
+                    "{:g} cov'\nset key at graph 0.98, graph 0.42 right center\n",
+                    f.inv_coeff, f.var_coeff, f.cov_coeff)
+     << "plot '" << metrics << "' using 1:3 with lines lw 2 lc rgb 'black' title 'loss', '' "
+     << fmt::format("using 1:({:g}*$4) with lines lc 1 title 'inv', '' using 1:({:g}*$5) with "
+                    "lines lc 2 title 'var', '' using 1:({:g}*$6) with lines lc 3 title 'cov'\n",
+                    f.inv_coeff, f.var_coeff, f.cov_coeff)
+     << "unset multiplot\nunset xrange\nset xtics autofreq\n";
+  // std.png: sorted per-dimension std of the embeddings (with gamma) and of the representation.
+  const auto& t = rows.at(0);
+  const size_t embed_dims = t.embed ? t.embed->std.size() : 0, repr_dims = t.repr.std.size();
+  const auto sorted = (out / "std_sorted.csv").string();
+  gp << "set terminal pngcairo size 1100,440 font ',10'\n"
+     << "set output '" << (out / "std.png").string() << "'\n"
+     << "set multiplot layout 1,2 title 'per-dimension std over the test images, sorted "
+        "(log scale)'\nset logscale y\nset xlabel 'dimension (sorted by std)'\nset ylabel "
+        "'std'\nset key bottom left\n"
+     << "set format y '%g'\n"
+     << fmt::format("set xrange [1:{}]\nset yrange [*:{:g}]\n", embed_dims, 3 * f.gamma)
+     << fmt::format("set title 'embedding: projector output ({} dims), what the loss sees'\n",
+                    embed_dims)
+     << fmt::format("plot {:g} with lines dt 2 lw 1.5 lc rgb 'black' title 'gamma = {:g} (the "
+                    "variance target)', '",
+                    f.gamma, f.gamma)
+     << sorted << "' using 1:2 with lines lw 2 lc 1 title 'trained (this run)', '' using 1:3 "
+     << "with lines lw 2 lc 2 title 'random init'";
   for (const auto& dir : compare) {
     gp << ", '" << (fs::path(dir) / "std_sorted.csv").string()
        << "' using 1:2 with lines lw 2 title 'trained: " << fs::path(dir).filename().string()
        << "'";
   }
-  gp << "\n";
+  gp << "\n"
+     << fmt::format("set xrange [1:{}]\nset yrange [*:*]\n", repr_dims)
+     << fmt::format("set title 'representation: encoder output ({} dims), what the probes see'\n",
+                    repr_dims)
+     << "plot '" << sorted << "' using 1:4 with lines lw 2 lc 1 title 'trained (this run)', '' "
+     << "using 1:5 with lines lw 2 lc 2 title 'random init'\n"
+     << "unset multiplot\nunset logscale y\nunset xrange\nunset yrange\nunset ylabel\n"
+     << "set format y '% h'\n";
+  // learning_curve.png
+  if (f.curve.every > 0 && !f.curve.points.empty()) {
+    const auto curve = (out / "curve.csv").string();
+    gp << "set terminal pngcairo size 800,460 font ',10'\n"
+       << "set output '" << (out / "learning_curve.png").string() << "'\n"
+       << fmt::format("set title 'k-NN accuracy during training (k = {}, cosine; {} training "
+                      "images as memory, {} test images)'\n",
+                      f.curve.k, f.curve.memory, f.curve.queries)
+       << fmt::format("set xlabel 'step'\nset ylabel 'test accuracy (%)'\nset xtics {:g}\n"
+                      "set key bottom right\nset offsets 0, 0, 1, 1\n",
+                      xtics)
+       << "plot '" << curve << "' using 1:2 with linespoints lw 2 pt 7 lc 1 title 'VICReg "
+       << "encoder', '' using 1:3 with lines dt 2 lw 2 lc 2 title 'random-init encoder', '' "
+       << "using 1:4 with lines dt 3 lw 2 lc 3 title 'raw pixels'\nunset ylabel\n"
+       << "set xtics autofreq\nset offsets 0, 0, 0, 0\n";
+  }
+  // pca.png: the trained encoder beside its random init.
+  if (rows.size() >= 2 && t.pca && rows[1].pca) {
+    const auto pca = (out / "pca.csv").string();
+    // Every 5th test image (2000 of 10k) keeps the picture readable and the PNG under 100 KB.
+    gp << "set terminal pngcairo size 960,440 font ',10'\n"
+       << "set output '" << (out / "pca.png").string() << "'\n"
+       << "set multiplot layout 1,2 title 'test-set representations on their first two principal "
+          "components (standardized; every 5th test image), coloured by class'\n"
+       << "names = 'T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "
+          "Ankle-boot'\n"
+       << "colours = '#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f "
+          "#bcbd22 #17becf'\n"
+       << "set xlabel 'PC 1'\nset ylabel 'PC 2'\nunset key\nunset grid\n"
+       << fmt::format("set title 'VICReg encoder (PC 1, 2: {:.0f}%, {:.0f}% of the variance)'\n",
+                      t.pca->explained1, t.pca->explained2)
+       << "plot for [c=0:9] '" << pca
+       << "' every 5 using ($1==c ? $2 : 1/0):3 with points pt 7 ps 0.3 lc rgb word(colours, c+1) "
+          "notitle\n"
+       << fmt::format("set title 'random-init encoder (PC 1, 2: {:.0f}%, {:.0f}%)'\n",
+                      rows[1].pca->explained1, rows[1].pca->explained2)
+       << "set key outside right top spacing 0.9\n"
+       << "plot for [c=0:9] '" << pca
+       << "' every 5 using ($1==c ? $4 : 1/0):5 with points pt 7 ps 0.3 lc rgb word(colours, c+1) "
+          "notitle, for [c=0:9] keyentry with points pt 7 ps 1.5 lc rgb word(colours, c+1) "
+          "title word(names, c+1)\nunset multiplot\n";
+  }
   gp.close();
   const auto cmd = "gnuplot '" + (out / "plots.gp").string() + "'";
   if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "gnuplot failed: {}\n", cmd);
@@ -230,16 +491,38 @@ void write_plots(const fs::path& out, const std::vector<std::string>& compare) {
 void report_results(const fs::path& out, const TrainConfig& c, const RunFacts& f,
                     const std::vector<ResultRow>& rows) {
   const auto table = results_table(rows, c.knn_k);
+  const auto few = few_label_table(rows);
   fmt::print("\n{}\n", table);
-  fmt::print("trained for {} steps ({:.0f} s); total run {:.0f} s\n", f.steps, f.train_seconds,
-             f.total_seconds);
+  if (!few.empty()) fmt::print("{}\n", few);
+  fmt::print("{}", loss_cost_line(f.loss_cost));
+  std::string phases;
+  for (const auto& [name, sec] : f.phases) {
+    phases += fmt::format("{}{} {:.0f} s", phases.empty() ? "" : ", ", name, sec);
+  }
+  fmt::print("trained for {} steps ({:.0f} s); total run {:.0f} s ({})\n", f.steps,
+             f.train_seconds, f.total_seconds, phases);
   fmt::print("{}", collapse_warning(rows.at(0), f));
-  std::ofstream(out / "table.md") << table;
+  std::ofstream(out / "table.md") << table << (few.empty() ? "" : "\n" + few);
   write_std_sorted_csv(out / "std_sorted.csv", rows);
   write_results_json(out / "results.json", c, f, rows);
-  if (f.steps > 0) write_plots(out, c.compare);
-  fmt::print("wrote {}: metrics.csv, results.json, table.md, std_sorted.csv{}\n", out.string(),
-             f.steps > 0 ? ", loss.png, std.png, encoder.pt, projector.pt" : "");
+  std::string wrote = "metrics.csv, results.json, table.md, std_sorted.csv";
+  if (f.curve.every > 0 && !f.curve.points.empty()) {
+    write_curve_csv(out / "curve.csv", f.curve);
+    wrote += ", curve.csv";
+  }
+  if (rows.size() >= 2 && rows[0].pca && rows[1].pca) {
+    write_pca_csv(out / "pca.csv", *rows[0].pca, *rows[1].pca);
+    wrote += ", pca.csv";
+  }
+  if (f.steps > 0) {
+    write_plots(out, c.compare, f, rows);
+    wrote += ", loss.png, std.png";
+    if (f.curve.every > 0 && !f.curve.points.empty()) wrote += ", learning_curve.png";
+    if (rows.size() >= 2 && rows[0].pca && rows[1].pca) wrote += ", pca.png";
+    wrote += ", encoder.pt, projector.pt";
+  }
+  fmt::print("wrote {}: {}\n", out.string(), wrote);
+  fmt::print("{}", verdict_line(rows));
 }
 
 }  // namespace vicreg::apps

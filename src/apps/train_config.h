@@ -26,6 +26,7 @@ struct TrainConfig {
   double lr = 7e-4;
   double weight_decay = 1e-6;
   uint64_t seed = 0;
+  std::vector<uint64_t> seeds;  ///< --seeds: one run per seed (in out_dir/seed-N), then the spread
   AugmentOptions augment;
   // Loss.
   std::string preset = "reference";
@@ -36,6 +37,12 @@ struct TrainConfig {
   int64_t probe_iters = 200;
   int64_t knn_k = 10;
   int64_t supervised_steps = 0;  ///< the supervised reference (0: off)
+  std::string few_label_k = "1,10,100";  ///< labelled images per class ("0": no few-label eval)
+  /// Whether --few-label-k was given: if not, counts that a small --train-subset cannot supply
+  /// are left out (with a note) instead of failing the run.
+  bool few_label_k_set = false;
+  int64_t few_label_draws = 5;           ///< draws of the labelled images per k
+  int64_t curve_every = 100;  ///< steps between learning-curve points (0: no curve)
   // Checkpoints and comparisons.
   std::string resume;
   bool eval_only = false;

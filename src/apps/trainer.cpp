@@ -4,11 +4,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -33,6 +35,25 @@ void add_conv_block(torch::nn::Sequential& s, int64_t in, int64_t out, bool pool
   s->push_back(torch::nn::BatchNorm2d(out));
   s->push_back(torch::nn::ReLU());
   if (pool) s->push_back(torch::nn::MaxPool2d(2));
+}
+
+Features forward_of(torch::nn::Sequential m) {
+  return [m](const at::Tensor& x) mutable { return m->forward(x); };
+}
+
+// An encoder's forward on images in channels_last, as training runs it (oneDNN's convolutions
+// are faster on it here).
+Features encoder_of(torch::nn::Sequential m) {
+  return [m](const at::Tensor& x) mutable {
+    return m->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
+  };
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
 }
 
 }  // namespace
@@ -123,8 +144,14 @@ LoopResult train_loop(torch::optim::Optimizer& opt, at::Generator& gen, const Lo
                   "the loss became non-finite at step ", r.steps + 1);
       for (size_t i = 0; i < sums.size(); ++i) sums[i] += r.last[i];
       const double ips = s.images_per_step / seconds_since(t_step);
-      if (s.csv) *s.csv << metrics_csv_row(r.steps, epoch, r.last, ips, lr);
       bar.update(r.steps, epoch, s.names, r.last, ips);
+      std::string extra = s.extra_name.empty() ? "" : ",";
+      if (s.after_step) {
+        const auto t_hook = std::chrono::steady_clock::now();
+        if (const auto v = s.after_step(r.steps + 1)) extra = fmt::format(",{:.4f}", *v);
+        r.hook_seconds += seconds_since(t_hook);
+      }
+      if (s.csv) *s.csv << metrics_csv_row(r.steps, epoch, r.last, ips, lr, extra);
     }
     bar.end_epoch();
     for (auto& v : sums) v /= static_cast<double>(count);
@@ -207,8 +234,39 @@ TrainStep vicreg_step(Models& m, vicreg::VICRegLoss& criterion, const ImageSet& 
   };
 }
 
+// The learning curve's fixed subsets: a seeded 10k training images as the k-NN memory and 2k
+// test images as queries (all of them when there are fewer), the same in every run.
+struct CurveData {
+  ImageSet memory, queries;
+};
+
+CurveData curve_data(const ImageSet& train, const ImageSet& test) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(20260);
+  auto pick = [&gen](const ImageSet& s, int64_t count) {
+    const auto idx = std::get<0>(
+        at::randperm(s.images.size(0), gen).narrow(0, 0, std::min(count, s.images.size(0))).sort());
+    return ImageSet{s.images.index_select(0, idx), s.labels.index_select(0, idx)};
+  };
+  CurveData d;
+  d.memory = pick(train, 10000);
+  d.queries = pick(test, 2000);
+  return d;
+}
+
+// k-NN accuracy of the encoder's representation (in eval mode; its mode is restored).
+double curve_knn(torch::nn::Sequential& encoder, const CurveData& d, int64_t k) {
+  const bool training = encoder->is_training();
+  encoder->eval();
+  const auto f = encoder_of(encoder);
+  const auto mem = extract_features(f, d.memory.images);
+  const auto q = extract_features(f, d.queries.images);
+  if (training) encoder->train();
+  return knn_accuracy(mem, d.memory.labels, q, d.queries.labels, k);
+}
+
 LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet& train,
-                        const TrainConfig& c, const Ranks& ranks, const fs::path& out) {
+                        const ImageSet& test, const TrainConfig& c, const Ranks& ranks,
+                        const fs::path& out, LearningCurve& curve) {
   const int64_t n = train.images.size(0);
   int64_t total_steps = c.eval_only ? 0 : n / c.batch_size * c.epochs;
   if (c.max_steps > 0) total_steps = std::min(total_steps, c.max_steps);
@@ -219,15 +277,103 @@ LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet
   spec.total_steps = total_steps;
   spec.lr = c.lr;
   spec.images_per_step = 2 * c.batch_size;
+  // The learning curve (rank 0 only): k-NN of the encoder every c.curve_every steps, with the
+  // random-init encoder and the pixels on the same subsets as reference lines.
+  CurveData data;
+  if (c.curve_every > 0 && total_steps > 0 && ranks.rank == 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    data = curve_data(train, test);
+    curve.every = c.curve_every;
+    curve.memory = data.memory.images.size(0);
+    curve.queries = data.queries.images.size(0);
+    curve.k = c.knn_k;
+    curve.points.push_back({0, curve_knn(m.encoder, data, c.knn_k)});
+    curve.random_init_pct = c.resume.empty() ? curve.points[0].knn_pct
+                                             : curve_knn(m.encoder_init, data, c.knn_k);
+    curve.pixels_pct = knn_accuracy(data.memory.images.flatten(1), data.memory.labels,
+                                    data.queries.images.flatten(1), data.queries.labels, c.knn_k);
+    curve.seconds += seconds_since(t0);
+    spec.extra_name = "knn_curve";
+    spec.after_step = [&m, &c, &data, &curve, total_steps](int64_t done) -> std::optional<double> {
+      if (done % c.curve_every != 0 && done != total_steps) return std::nullopt;
+      curve.points.push_back({done, curve_knn(m.encoder, data, c.knn_k)});
+      return curve.points.back().knn_pct;
+    };
+  }
   std::ofstream csv(out / "metrics.csv");
-  csv << metrics_csv_header(spec.names);
+  csv << metrics_csv_header(spec.names, spec.extra_name);
   spec.csv = &csv;
   torch::optim::Adam opt(m.parameters(),
                          torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 1);
   m.encoder->train();
   m.projector->train();
-  return train_loop(opt, gen, spec, vicreg_step(m, criterion, train, c, ranks));
+  auto r = train_loop(opt, gen, spec, vicreg_step(m, criterion, train, c, ranks));
+  curve.seconds += r.hook_seconds;
+  if (!curve.points.empty()) {
+    std::string pts;
+    for (const auto& p : curve.points) pts += fmt::format(" {} {:.1f}%,", p.step, p.knn_pct);
+    pts.pop_back();
+    fmt::print("learning curve (k-NN, k = {}, {} / {} images; step accuracy):{}; random init "
+               "{:.1f}%, raw pixels {:.1f}% ({:.0f} s)\n",
+               curve.k, curve.memory, curve.queries, pts, curve.random_init_pct,
+               curve.pixels_pct, curve.seconds);
+  }
+  return r;
+}
+
+// What the loss costs in a step, on copies of the models (training is not touched): a whole
+// training step (two augmentations, encoder and projector on both views, the loss, backward,
+// Adam) timed 3 times after a warm-up, then the loss's forward + backward on the embeddings of
+// that real batch, with the hand-written and with the autograd backward (15 times each after 3
+// warm-ups); medians.
+LossCost measure_loss_cost(const Models& m, const ImageSet& train, const TrainConfig& c,
+                           vicreg::VICRegLossOptions o) {
+  LossCost l;
+  auto enc = clone_module(m.encoder), proj = clone_module(m.projector);
+  enc->train();
+  proj->train();
+  auto params = enc->parameters();
+  for (auto& p : proj->parameters()) params.push_back(p);
+  torch::optim::Adam opt(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 3);
+  const auto idx = at::randperm(train.images.size(0), gen).narrow(0, 0, c.batch_size);
+  const auto x = train.images.index_select(0, idx);
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  vicreg::VICRegLoss criterion(o);
+  at::Tensor za, zb;
+  std::vector<double> step_ms;
+  for (int i = 0; i < 4; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    za = proj->forward(enc->forward(augment(x, gen, c.augment).contiguous(cl)));
+    zb = proj->forward(enc->forward(augment(x, gen, c.augment).contiguous(cl)));
+    const auto loss = criterion(za, zb);
+    loss.backward();
+    opt.step();
+    (void)loss.item<double>();
+    if (i > 0) step_ms.push_back(1e3 * seconds_since(t0));
+  }
+  za = za.detach();
+  zb = zb.detach();
+  auto time_loss = [&](vicreg::Backward b) {
+    vicreg::VICRegLoss crit(vicreg::VICRegLossOptions(o).backward(b));
+    std::vector<double> ms;
+    for (int i = 0; i < 18; ++i) {
+      auto a = za.clone().requires_grad_(), bb = zb.clone().requires_grad_();
+      const auto t0 = std::chrono::steady_clock::now();
+      crit(a, bb).backward();
+      if (i >= 3) ms.push_back(1e3 * seconds_since(t0));
+    }
+    return median(ms);
+  };
+  l.measured = true;
+  l.rows = za.size(0);
+  l.dim = za.size(1);
+  l.step_ms = median(step_ms);
+  l.fused_ms = time_loss(vicreg::Backward::Fused);
+  l.autograd_ms = time_loss(vicreg::Backward::Autograd);
+  return l;
 }
 
 }  // namespace
@@ -275,15 +421,74 @@ Spread to_spread(const SpreadStats& s) {
           std::vector<double>(std.data_ptr<double>(), std.data_ptr<double>() + std.numel())};
 }
 
-Features forward_of(torch::nn::Sequential m) {
-  return [m](const at::Tensor& x) mutable { return m->forward(x); };
+}  // namespace
+
+std::vector<int64_t> parse_few_label_k(const std::string& s) {
+  if (s == "0") return {};
+  return parse_dims(s, "--few-label-k");
+}
+
+namespace {
+
+// The few-label settings; without --few-label-k, the default counts that the training images
+// cannot supply (a small --train-subset) are left out, in `dropped`.
+FewLabelOptions few_label_options(const TrainConfig& c, const at::Tensor& train_labels,
+                                  std::vector<int64_t>* dropped = nullptr) {
+  FewLabelOptions o;
+  o.ks = parse_few_label_k(c.few_label_k);
+  o.draws = c.few_label_draws;
+  o.max_iter = c.probe_iters;
+  o.seed = 0;  // the same draws in every run, whatever --seed: runs differ only by training
+  if (!c.few_label_k_set) {
+    std::vector<int64_t> kept;
+    for (auto k : o.ks) {
+      FewLabelOptions one = o;
+      one.ks = {k};
+      one.draws = 1;
+      try {
+        plan_few_label(train_labels, one);
+        kept.push_back(k);
+      } catch (const c10::Error&) {
+        if (dropped) dropped->push_back(k);
+      }
+    }
+    o.ks = kept;
+  }
+  return o;
 }
 
 }  // namespace
 
+Projection project_2d(const at::Tensor& features, const at::Tensor& labels) {
+  auto x = features.to(at::kDouble);
+  x = (x - x.mean(0, true)) / x.std(0, true, true).clamp_min(1e-12);
+  const auto cov = x.t().mm(x) / std::max<int64_t>(1, x.size(0) - 1);
+  const auto [evals, evecs] = at::linalg_eigh(cov);  // ascending
+  const int64_t d = x.size(1);
+  TORCH_CHECK(d >= 2, "project_2d: expected at least 2 feature dims, got ", d);
+  auto v = evecs.narrow(1, d - 2, 2).flip({1}).clone();  // [d, 2], largest first
+  for (int64_t j = 0; j < 2; ++j) {
+    const auto col = v.select(1, j);
+    if (col[col.abs().argmax().item<int64_t>()].item<double>() < 0) col.neg_();
+  }
+  const auto xy = x.mm(v).to(at::kFloat).contiguous();
+  const double total = evals.sum().item<double>();
+  Projection p;
+  const auto* a = xy.data_ptr<float>();
+  for (int64_t i = 0; i < xy.size(0); ++i) {
+    p.pc1.push_back(a[2 * i]);
+    p.pc2.push_back(a[2 * i + 1]);
+  }
+  const auto y = labels.to(at::kLong).contiguous();
+  p.labels.assign(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel());
+  p.explained1 = 100 * evals[d - 1].item<double>() / total;
+  p.explained2 = 100 * evals[d - 2].item<double>() / total;
+  return p;
+}
+
 ResultRow evaluate(const std::string& name, const std::string& label, const Features& encode,
                    const Features& project, const ImageSet& train, const ImageSet& test,
-                   const TrainConfig& c) {
+                   const TrainConfig& c, const FewLabelPlan* few, bool pca) {
   const auto t0 = std::chrono::steady_clock::now();
   StatusLine status;
   auto say = [&](const std::string& what) {
@@ -307,34 +512,75 @@ ResultRow evaluate(const std::string& name, const std::string& label, const Feat
   r.knn_pct = knn_accuracy(ftr, train.labels, fte, test.labels, c.knn_k);
   r.repr = to_spread(spread_stats(fte));
   if (project) r.embed = to_spread(spread_stats(extract_features(project, fte)));
+  r.full_seconds = seconds_since(t0);
+  std::string few_text;
+  if (few && !few->ks.empty()) {
+    const auto t1 = std::chrono::steady_clock::now();
+    auto fo = few_label_options(c, train.labels);
+    fo.on_fit = [&](int64_t fit, int64_t fits) {  // one line per 20 fits in a log
+      if ((fit - 1) % 20 == 0 || fit == fits) {
+        say(fmt::format("few labels, L-BFGS fit {}/{}", fit, fits));
+      }
+    };
+    for (const auto& s : few_label_eval(ftr, train.labels, fte, test.labels, *few, fo)) {
+      r.few_label.push_back({s.k, s.linear_mean, s.linear_std, s.knn_mean, s.knn_std,
+                             static_cast<int64_t>(s.linear.size()), s.l2, s.val_accuracy});
+      few_text += fmt::format(" {}: {:.1f}/{:.1f}%", s.k, s.linear_mean, s.knn_mean);
+    }
+    r.few_label_seconds = seconds_since(t1);
+    few_text = fmt::format("; per class, linear/1-NN{} ({:.0f} s)", few_text, r.few_label_seconds);
+  }
+  if (pca) r.pca = project_2d(fte, test.labels);
   status.clear();
-  fmt::print("  evaluated {:<22} linear probe {:5.2f}% (L2 {:g})  k-NN {:5.2f}%  ({:.0f} s)\n",
-             name, r.probe_pct, r.probe_l2, r.knn_pct, seconds_since(t0));
+  fmt::print("  evaluated {:<22} linear probe {:5.2f}% (L2 {:g})  k-NN {:5.2f}%  ({:.0f} s){}\n",
+             name, r.probe_pct, r.probe_l2, r.knn_pct, r.full_seconds, few_text);
   return r;
 }
 
 namespace {
 
 // The rows of the results table: the trained encoder, the same encoder at its initial weights,
-// raw pixels, and (--supervised-steps) the supervised reference.
+// raw pixels, and (--supervised-steps) the supervised reference; every row with the few-label
+// evaluation on the same draws.
 std::vector<ResultRow> evaluate_rows(Models& m, const ImageSet& train, const ImageSet& test,
                                      const TrainConfig& c) {
   fmt::print("evaluating on {} test images (probe trained on {} train images)\n",
              test.images.size(0), train.images.size(0));
   for (auto* s : {&m.encoder, &m.projector, &m.encoder_init, &m.projector_init}) (*s)->eval();
+  std::vector<int64_t> dropped;
+  const auto fo = few_label_options(c, train.labels, &dropped);
+  std::optional<FewLabelPlan> plan;
+  auto list = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (auto k : v) s += fmt::format("{}{}", s.empty() ? "" : ", ", k);
+    return s;
+  };
+  if (!fo.ks.empty()) {
+    plan = plan_few_label(train.labels, fo);
+    fmt::print("few labels: {} labelled images per class, {} draws, penalty chosen on {} "
+               "validation images of the training set\n",
+               list(fo.ks), fo.draws, plan->val_idx.size(0));
+  }
+  if (!dropped.empty()) {
+    fmt::print("few labels: left out {} per class: too few training images of some class "
+               "(--train-subset); --few-label-k sets the counts\n",
+               list(dropped));
+  }
+  const FewLabelPlan* few = plan ? &*plan : nullptr;
   const int count = c.supervised_steps > 0 ? 4 : 3;
   auto label = [count](int i) { return fmt::format("{}/{}", i, count); };
   std::vector<ResultRow> rows;
-  rows.push_back(evaluate("VICReg encoder", label(1), forward_of(m.encoder),
-                          forward_of(m.projector), train, test, c));
-  rows.push_back(evaluate("random-init encoder", label(2), forward_of(m.encoder_init),
-                          forward_of(m.projector_init), train, test, c));
+  rows.push_back(evaluate("VICReg encoder", label(1), encoder_of(m.encoder),
+                          forward_of(m.projector), train, test, c, few, true));
+  rows.push_back(evaluate("random-init encoder", label(2), encoder_of(m.encoder_init),
+                          forward_of(m.projector_init), train, test, c, few, true));
   rows.push_back(evaluate(
-      "raw pixels", label(3), [](const at::Tensor& x) { return x; }, nullptr, train, test, c));
+      "raw pixels", label(3), [](const at::Tensor& x) { return x; }, nullptr, train, test, c,
+      few));
   if (c.supervised_steps > 0) {
     const auto sup = train_supervised(m.encoder_init, m.repr_dim, train, c);
-    rows.push_back(evaluate("supervised encoder", label(4), forward_of(sup), nullptr, train,
-                            test, c));
+    rows.push_back(evaluate("supervised encoder", label(4), encoder_of(sup), nullptr, train,
+                            test, c, few));
   }
   return rows;
 }
@@ -375,6 +621,10 @@ void check_sizes(const TrainConfig& c, const ImageSet& train, const Ranks& ranks
               " is too small for ", ranks.world, " ranks: each rank needs at least 2 images");
   TORCH_CHECK(c.knn_k <= n, "--knn-k ", c.knn_k, " is larger than the ", n,
               " training images (--train-subset)");
+  // The few-label draws, before training rather than after it.
+  if (const auto fo = few_label_options(c, train.labels); !fo.ks.empty()) {
+    plan_few_label(train.labels, fo);
+  }
   TORCH_CHECK(c.augment.size == 0 || c.augment.size >= 8,
               "--crop-size: expected 0 (the images' own size) or 8 to 256 pixels, got ",
               c.augment.size);
@@ -417,7 +667,10 @@ bool finish_rank(const Models& m, const Ranks& ranks, const LoopResult& trained)
 
 }  // namespace
 
-int run_training(const TrainConfig& c) {
+namespace {
+
+// One run (one seed); returns its rows, or nothing on ranks other than 0.
+std::vector<ResultRow> run_one(const TrainConfig& c) {
   const auto t_start = std::chrono::steady_clock::now();
   torch::set_num_threads(c.threads > 0 ? c.threads
                                        : std::max(1u, std::thread::hardware_concurrency()));
@@ -435,14 +688,27 @@ int run_training(const TrainConfig& c) {
   if (const auto note = openmp_note(); !note.empty()) fmt::print("{}\n", note);
   if (ranks.world > 1) fmt::print("data parallel: rank {} of {}\n", ranks.rank, ranks.world);
   Models m = build_models(c);
-  const auto trained = train_vicreg(m, criterion, train, c, ranks, out);
-  if (finish_rank(m, ranks, trained)) return 0;
+  RunFacts f;
+  if (!c.eval_only && ranks.world == 1) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f.loss_cost = measure_loss_cost(m, train, c, loss_options(c, Ranks{}));
+    fmt::print("{}", loss_cost_line(f.loss_cost));
+    f.phases.push_back({"loss timing", seconds_since(t0)});
+  }
+  const auto trained = train_vicreg(m, criterion, train, test, c, ranks, out, f.curve);
+  if (finish_rank(m, ranks, trained)) return {};
   if (trained.steps > 0) {
     torch::save(m.encoder, (out / "encoder.pt").string());
     torch::save(m.projector, (out / "projector.pt").string());
   }
+  const auto t_eval = std::chrono::steady_clock::now();
   const auto rows = evaluate_rows(m, train, test, c);
-  RunFacts f;
+  const double eval_seconds = seconds_since(t_eval);
+  double full = 0, few = 0;
+  for (const auto& r : rows) {
+    full += r.full_seconds;
+    few += r.few_label_seconds;
+  }
   f.steps = trained.steps;
   f.train_images = train.images.size(0);
   f.test_images = test.images.size(0);
@@ -451,9 +717,38 @@ int run_training(const TrainConfig& c) {
   f.var_coeff = criterion->options.var_coeff();
   f.cov_coeff = criterion->options.cov_coeff();
   f.gamma = criterion->options.gamma();
-  f.train_seconds = trained.seconds;
+  f.train_seconds = trained.seconds - trained.hook_seconds;
+  f.phases.push_back({"training", f.train_seconds});
+  f.phases.push_back({"learning curve", f.curve.seconds});
+  f.phases.push_back({"full-label probes and k-NN", full});
+  f.phases.push_back({"few-label probes", few});
+  f.phases.push_back({c.supervised_steps > 0 ? "supervised reference, PCA" : "PCA",
+                      eval_seconds - full - few});
   f.total_seconds = seconds_since(t_start);
   report_results(out, c, f, rows);
+  return rows;
+}
+
+}  // namespace
+
+int run_training(const TrainConfig& c) {
+  if (c.seeds.empty()) {
+    run_one(c);
+    return 0;
+  }
+  std::vector<std::vector<ResultRow>> runs;
+  for (const auto seed : c.seeds) {
+    TrainConfig one = c;
+    one.seed = seed;
+    one.seeds.clear();
+    one.out_dir = (fs::path(c.out_dir) / fmt::format("seed-{}", seed)).string();
+    fmt::print("=== seed {} -> {}\n", seed, one.out_dir);
+    runs.push_back(run_one(one));
+    if (runs.back().empty()) return 0;  // a rank other than 0
+  }
+  const auto summary = seeds_summary(c.seeds, runs);
+  fmt::print("\n{}", summary);
+  std::ofstream(fs::path(c.out_dir) / "seeds.md") << summary;
   return 0;
 }
 

@@ -9,11 +9,13 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "data.h"
+#include "eval.h"
 #include "report.h"
 #include "train_config.h"
 
@@ -46,12 +48,17 @@ struct LoopSpec {
   int64_t images_per_step = 0;     ///< for the images/s figure
   std::string epoch_prefix;        ///< prefix of the per-epoch lines on stdout
   std::ostream* csv = nullptr;     ///< per-step rows (metrics.csv), or none
+  /// Called after each step with the number of steps done; a value it returns goes into the
+  /// CSV column `extra_name` of that step's row. Its time is not the steps' (images/s).
+  std::function<std::optional<double>(int64_t steps_done)> after_step;
+  std::string extra_name;
 };
 
 struct LoopResult {
   int64_t steps = 0;
   double seconds = 0;
   std::vector<double> last;  ///< the last step's values
+  double hook_seconds = 0;   ///< of `seconds`, the time spent in after_step
 };
 
 /// Shuffles the rows each epoch with `gen`, sets the cosine learning rate, zeroes the
@@ -73,9 +80,19 @@ using Features = std::function<at::Tensor(const at::Tensor&)>;
 
 /// Scores the features `encode` gives (and, when `project` is set, the spread of the
 /// embeddings it makes of them) with the linear probe and k-NN: fitted on `train`, scored on
-/// `test`. `label` ("1/3") numbers the row in the progress lines.
+/// `test`; then, when `few` is set, the few-label evaluation on its draws (the same for every
+/// row), and, when `pca` is set, the test set's projection on two principal components.
+/// `label` ("1/3") numbers the row in the progress lines.
 ResultRow evaluate(const std::string& name, const std::string& label, const Features& encode,
                    const Features& project, const ImageSet& train, const ImageSet& test,
-                   const TrainConfig& c);
+                   const TrainConfig& c, const FewLabelPlan* few = nullptr, bool pca = false);
+
+/// The labelled-images-per-class list of --few-label-k ("1,10,100"; "0": none).
+std::vector<int64_t> parse_few_label_k(const std::string& s);
+
+/// The test features' projection on their first two principal components (standardized
+/// features, PCA by the eigenvectors of their covariance; each component's sign fixed so that
+/// its largest loading is positive).
+Projection project_2d(const at::Tensor& features, const at::Tensor& labels);
 
 }  // namespace vicreg::apps

@@ -67,6 +67,47 @@ CLI::Validator size_list(size_t max_count) {
       fmt::format("SIZES (at most {})", max_count));
 }
 
+// --few-label-k: "0" (no few-label evaluation) or 1 to 8 comma-separated counts in [1, 6000]
+// (Fashion-MNIST has 6000 training images per class).
+CLI::Validator few_label_list() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (input == "0") return "";
+        std::stringstream ss(input);
+        size_t count = 0;
+        for (std::string item; std::getline(ss, item, ',');) {
+          int64_t v = 0;
+          if (!CLI::detail::lexical_cast(item, v) || v < 1 || v > 6000 || ++count > 8) {
+            count = 9;
+            break;
+          }
+        }
+        if (count >= 1 && count <= 8) return "";
+        return fmt::format("must be 0 or 1 to 8 comma-separated counts in [1, 6000], got '{}'",
+                           input);
+      },
+      "K,K,... (0: off)");
+}
+
+// --seeds: 1 to 16 comma-separated integers >= 0.
+CLI::Validator seed_list() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        std::stringstream ss(input);
+        size_t count = 0;
+        for (std::string item; std::getline(ss, item, ',');) {
+          int64_t v = 0;
+          if (!CLI::detail::lexical_cast(item, v) || v < 0 || ++count > 16) {
+            count = 17;
+            break;
+          }
+        }
+        if (count >= 1 && count <= 16) return "";
+        return fmt::format("must be 1 to 16 comma-separated integers >= 0, got '{}'", input);
+      },
+      "SEED,SEED,...");
+}
+
 void add_data_options(CLI::App& app, TrainConfig& c) {
   app.add_option("--data-dir", c.data_dir, "directory with the *-ubyte.gz IDX files")
       ->capture_default_str();
@@ -100,6 +141,10 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
       ->capture_default_str()->check(in_range(0.0, 1.0));
   app.add_option("--seed", c.seed, "seed of weights, batches and augmentations")
       ->capture_default_str()->check(non_negative_integer());
+  app.add_option("--seeds", c.seeds,
+                 "one run per seed, each into --out-dir/seed-N, then the spread of the "
+                 "trained encoder's margins over the seeds (e.g. 0,1,2)")
+      ->delimiter(',')->check(seed_list());
 }
 
 void add_augment_options(CLI::App& app, TrainConfig& c) {
@@ -143,6 +188,16 @@ void add_eval_options(CLI::App& app, TrainConfig& c) {
                  "also train the initial encoder with the labels (linear head, cross-entropy, "
                  "no augmentation) for N steps and add it to the table as a reference (0: off)")
       ->capture_default_str()->check(in_range<int64_t>(0, 100000000));
+  app.add_option("--few-label-k", c.few_label_k,
+                 "few-label evaluation: labelled training images per class, comma-separated "
+                 "(0: off)")
+      ->capture_default_str()->check(few_label_list());
+  app.add_option("--few-label-draws", c.few_label_draws,
+                 "draws of the labelled images for each few-label count")
+      ->capture_default_str()->check(in_range<int64_t>(1, 100));
+  app.add_option("--curve-every", c.curve_every,
+                 "learning curve: k-NN of the encoder every N steps (0: off)")
+      ->capture_default_str()->check(in_range<int64_t>(0, 1000000000));
   auto* resume = app.add_option("--resume", c.resume,
                                 "load encoder.pt/projector.pt from this run directory")
                      ->check(CLI::ExistingDirectory);
@@ -181,6 +236,7 @@ int main(int argc, char** argv) {
   add_eval_options(app, c);
   add_process_options(app, c);
   CLI11_PARSE(app, argc, argv);
+  c.few_label_k_set = app.count("--few-label-k") > 0;
   if (c.keep_freed_memory) vicreg::apps::keep_freed_memory();
   try {
     return vicreg::apps::run_training(c);
