@@ -10,6 +10,13 @@
 
 namespace vicreg::apps {
 
+/// The augmentation of vicreg_train's default run: 20x20 views (see TrainConfig).
+inline AugmentOptions training_views() {
+  AugmentOptions a;
+  a.size = 20;
+  return a;
+}
+
 struct TrainConfig {
   // Data and outputs.
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
@@ -20,14 +27,16 @@ struct TrainConfig {
   int64_t pool = 2;                         ///< representation: pool x pool positions
   std::string proj_dims = "1024,1024";      ///< projector (expander) sizes
   // Training.
-  int64_t epochs = 2;
+  // The default recipe (src/apps/README.md, "Recipes"): 3 epochs on 20x20 views at lr 2e-3
+  // beat 2 epochs on 28x28 views at 7e-4 at every label count, in less time (smaller views).
+  int64_t epochs = 3;
   int64_t batch_size = 128;
   int64_t max_steps = 0;  ///< 0: no limit
-  double lr = 7e-4;
+  double lr = 2e-3;
   double weight_decay = 1e-6;
   uint64_t seed = 0;
   std::vector<uint64_t> seeds;  ///< --seeds: one run per seed (in out_dir/seed-N), then the spread
-  AugmentOptions augment;
+  AugmentOptions augment = training_views();
   // Loss.
   std::string preset = "reference";
   double inv_coeff = 25, var_coeff = 25, cov_coeff = 1;

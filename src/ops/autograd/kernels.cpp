@@ -144,15 +144,20 @@ ops::FusedOutputs fused_autograd(const Tensor& z_a, const Tensor& z_b, double in
   return {out[0], out[1], out[2], out[3], std::vector<Tensor>(out.begin() + 4, out.end())};
 }
 
+// The backward ops' gradient is not differentiable: refuse to build a graph through it.
+void refuse_double_backward(std::initializer_list<const Tensor*> grads, at::TensorList saved) {
+  bool needs_graph = false;
+  for (const auto* t : grads) needs_graph |= t->requires_grad();
+  for (const auto& t : saved) needs_graph |= t.requires_grad();
+  TORCH_CHECK(!(at::GradMode::is_enabled() && needs_graph), kNoDoubleBackward);
+}
+
 std::tuple<Tensor, Tensor> fused_backward_autograd(
     const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
     at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
     double eps, c10::string_view invariance, c10::string_view variance_form,
     c10::string_view variance_views, c10::string_view covariance_norm) {
-  bool needs_graph = false;
-  for (const auto* t : {&g_loss, &g_inv, &g_var, &g_cov}) needs_graph |= t->requires_grad();
-  for (const auto& t : saved) needs_graph |= t.requires_grad();
-  TORCH_CHECK(!(at::GradMode::is_enabled() && needs_graph), kNoDoubleBackward);
+  refuse_double_backward({&g_loss, &g_inv, &g_var, &g_cov}, saved);
   at::AutoDispatchBelowADInplaceOrView guard;
   return ops::fused_backward_op().call(g_loss, g_inv, g_var, g_cov, saved, inv_coeff, var_coeff,
                                        cov_coeff, gamma, eps, invariance, variance_form,
@@ -164,10 +169,7 @@ void fused_backward_inplace_autograd(
     at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
     double eps, c10::string_view invariance, c10::string_view variance_form,
     c10::string_view variance_views, c10::string_view covariance_norm) {
-  bool needs_graph = false;
-  for (const auto* t : {&g_loss, &g_inv, &g_var, &g_cov}) needs_graph |= t->requires_grad();
-  for (const auto& t : saved) needs_graph |= t.requires_grad();
-  TORCH_CHECK(!(at::GradMode::is_enabled() && needs_graph), kNoDoubleBackward);
+  refuse_double_backward({&g_loss, &g_inv, &g_var, &g_cov}, saved);
   {
     at::AutoDispatchBelowADInplaceOrView guard;
     ops::fused_backward_inplace_op().call(g_loss, g_inv, g_var, g_cov, saved, inv_coeff,
