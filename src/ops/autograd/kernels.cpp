@@ -59,6 +59,8 @@ struct FusedSettings {
 // the gradients over Zc and allocates no [n, d] buffer. Otherwise (retain_graph, or a caller of
 // _vicreg_fused that kept `saved`) it calls the out-of-place op. In-place changes to a saved
 // tensor between forward and backward are refused, as SavedVariable's version check would.
+// (Saved-tensor hooks, e.g. torch.autograd.graph.saved_tensors_hooks for offloading, do not
+// see these tensors.)
 class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& z_a, const Tensor& z_b,
