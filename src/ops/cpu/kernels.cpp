@@ -299,6 +299,13 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
                 zc_a.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
                 t.strides());
   }
+  const int written[] = {ops::kZcA, ops::kZcB, ops::kMatA, ops::kMatB};
+  for (int i : written) {
+    for (int j : written) {
+      TORCH_CHECK(i >= j || !saved[i].is_alias_of(saved[j]), fn, ": saved tensors ", i, " and ",
+                  j, " share memory; the in-place backward writes both");
+    }
+  }
   const int64_t P = zc_a.size(0), n = zc_a.size(1), d = zc_a.size(2);
   const bool gram = ops::use_gram(n, d);
   const auto w = ops::vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, zc_a.sizes(), o);
