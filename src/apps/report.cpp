@@ -37,6 +37,15 @@ ProgressBar::ProgressBar(int64_t total_steps, int64_t every)
     : total_(total_steps), every_(every), tty_(isatty(fileno(stderr)) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
+// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
+static void print_status(bool tty, const std::string& line) {
+  if (tty) {
+    fmt::print(stderr, "\r{}\033[K", line);
+  } else {
+    fmt::print(stderr, "{}\n", line);
+  }
+}
+
 void ProgressBar::update(int64_t step, int64_t epoch, const std::vector<std::string>& names,
                          const std::vector<double>& values, double images_per_s) {
   const int64_t done = step + 1;
@@ -53,11 +62,7 @@ void ProgressBar::update(int64_t step, int64_t epoch, const std::vector<std::str
       std::string(filled, '#'), std::string(width - filled, '.'), done, total_, epoch + 1,
       terms, images_per_s, format_duration(elapsed),
       format_duration(elapsed / done * static_cast<double>(total_ - done)));
-  if (tty_) {
-    fmt::print(stderr, "\r{}\033[K", line);
-  } else {
-    fmt::print(stderr, "{}\n", line);
-  }
+  print_status(tty_, line);
 }
 
 void ProgressBar::end_epoch() {
@@ -69,11 +74,7 @@ StatusLine::StatusLine()
 
 void StatusLine::show(const std::string& text) {
   const auto line = fmt::format("{} ({} elapsed)", text, format_duration(seconds_since(start_)));
-  if (tty_) {
-    fmt::print(stderr, "\r{}\033[K", line);
-  } else {
-    fmt::print(stderr, "{}\n", line);
-  }
+  print_status(tty_, line);
 }
 
 void StatusLine::clear() {
