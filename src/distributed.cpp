@@ -19,7 +19,7 @@
 
 #include <torch/version.h>
 
-#include "detail.h"
+#include "checks.h"
 #include "vicreg/distributed.h"
 
 namespace vicreg::distributed {

@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "detail.h"
+#include "checks.h"
+#include "ops/settings.h"
 #include "vicreg/loss.h"
 #include "vicreg/vcreg.h"
 
@@ -14,7 +15,7 @@ VICRegLossImpl::VICRegLossImpl(VICRegLossOptions options_) : options(std::move(o
   reset();
 }
 
-void VICRegLossImpl::reset() { detail::check_loss_options("VICRegLoss", options); }
+void VICRegLossImpl::reset() { checks::loss_settings("VICRegLoss", ops::Settings::of(options)); }
 
 void VICRegLossImpl::pretty_print(std::ostream& stream) const {
   stream << fmt::format(
@@ -22,9 +23,9 @@ void VICRegLossImpl::pretty_print(std::ostream& stream) const {
       "eps={}, invariance={}, variance_form={}, variance_views={}, covariance_norm={}, "
       "backward={}{})",
       convention_name(options), options.inv_coeff(), options.var_coeff(), options.cov_coeff(),
-      options.gamma(), options.eps(), detail::to_string(options.invariance()),
-      detail::to_string(options.variance_form()), detail::to_string(options.variance_views()),
-      detail::to_string(options.covariance_norm()),
+      options.gamma(), options.eps(), ops::to_string(options.invariance()),
+      ops::to_string(options.variance_form()), ops::to_string(options.variance_views()),
+      ops::to_string(options.covariance_norm()),
       options.backward() == Backward::Fused ? "fused" : "autograd",
       options.check_finite() ? ", check_finite=true" : "");
 }
@@ -40,9 +41,9 @@ VICRegTerms VICRegLossImpl::terms(const at::Tensor& z_a, const at::Tensor& z_b) 
 VCRegImpl::VCRegImpl(VCRegOptions options_) : options(std::move(options_)) { reset(); }
 
 void VCRegImpl::reset() {
-  detail::check_coefficients("VCReg", options.var_coeff(), "var_coeff", options.cov_coeff(),
-                             "cov_coeff", 0, nullptr);
-  detail::check_gamma_eps("VCReg", options.gamma(), options.eps());
+  checks::coefficients("VCReg",
+                       {{"var_coeff", options.var_coeff()}, {"cov_coeff", options.cov_coeff()}});
+  checks::gamma_eps("VCReg", options.gamma(), options.eps());
 }
 
 void VCRegImpl::pretty_print(std::ostream& stream) const {
@@ -50,7 +51,7 @@ void VCRegImpl::pretty_print(std::ostream& stream) const {
       "vicreg::VCReg(var_coeff={}, cov_coeff={}, gamma={}, eps={}, variance_form={}, "
       "channel_dim={}{})",
       options.var_coeff(), options.cov_coeff(), options.gamma(), options.eps(),
-      detail::to_string(options.variance_form()), options.channel_dim(),
+      ops::to_string(options.variance_form()), options.channel_dim(),
       options.active_in_eval() ? ", active_in_eval=true" : "");
 }
 

@@ -3,7 +3,8 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/sugared_value.h>
 
-#include "detail.h"
+#include "checks.h"
+#include "ops/settings.h"
 #include "vicreg/script.h"
 
 namespace vicreg::script {
@@ -53,7 +54,7 @@ std::shared_ptr<torch::jit::CompilationUnit> compile(const std::string& source) 
 }
 
 torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
-  detail::check_loss_options("make_loss_module", o);
+  checks::loss_settings("make_loss_module", ops::Settings::of(o));
   torch::jit::Module m(c10::QualifiedName("__torch__.vicreg.VICRegLossModule"));
   m.register_attribute("inv_coeff", c10::FloatType::get(), o.inv_coeff());
   m.register_attribute("var_coeff", c10::FloatType::get(), o.var_coeff());
@@ -61,13 +62,13 @@ torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
   m.register_attribute("gamma", c10::FloatType::get(), o.gamma());
   m.register_attribute("eps", c10::FloatType::get(), o.eps());
   m.register_attribute("invariance", c10::StringType::get(),
-                       std::string(detail::to_string(o.invariance())));
+                       std::string(ops::to_string(o.invariance())));
   m.register_attribute("variance_form", c10::StringType::get(),
-                       std::string(detail::to_string(o.variance_form())));
+                       std::string(ops::to_string(o.variance_form())));
   m.register_attribute("variance_views", c10::StringType::get(),
-                       std::string(detail::to_string(o.variance_views())));
+                       std::string(ops::to_string(o.variance_views())));
   m.register_attribute("covariance_norm", c10::StringType::get(),
-                       std::string(detail::to_string(o.covariance_norm())));
+                       std::string(ops::to_string(o.covariance_norm())));
   m.register_attribute("fused_backward", c10::BoolType::get(), o.backward() == Backward::Fused);
   m.register_attribute("check_finite", c10::BoolType::get(), o.check_finite());
   m.define(R"JIT(

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "vicreg/script.h"
 #include "vicreg/vicreg.h"
 
 namespace {

@@ -141,23 +141,18 @@ TEST_P(LossTest, ModuleForwardEqualsFunctionalAndTerms) {
 }
 
 // The fused ops have hand-written CPU kernels and composite kernels (ATen ops: what CUDA, meta
-// and other backends run). The composite kernels are also registered as the test-only ops
-// vicreg::_vicreg_fused_composite / _vicreg_fused_backward_composite, so both kernels run here
-// on the same CPU tensors, through the dispatcher.
+// and other backends run). The tests register the composite kernels as the test-only ops
+// vicreg::_vicreg_fused_composite / _vicreg_fused_backward_composite (ops/test_only_ops.cpp),
+// so both kernels run here on the same CPU tensors, through the dispatcher.
 struct FusedRun {
   at::Tensor loss, inv, var, cov;
   std::vector<at::Tensor> saved;
   at::Tensor grad_a, grad_b;  // of objective(), in the views' layout
 };
 
-const char* knob_name(InvarianceNorm v) {
-  return v == InvarianceNorm::ElementMean ? "element_mean" : "sample_mean";
-}
-const char* knob_name(VarianceForm v) { return v == VarianceForm::Std ? "std" : "var"; }
-const char* knob_name(ViewReduction v) { return v == ViewReduction::Mean ? "mean" : "sum"; }
-const char* knob_name(CovarianceNorm v) {
-  return v == CovarianceNorm::Unbiased ? "unbiased" : "biased";
-}
+using FusedSig = ops::Signature<ops::FusedHead, ops::Settings>;
+using FusedBackwardSig = ops::Signature<ops::FusedBackwardHead, ops::Settings>;
+using FusedBackwardInplaceSig = ops::Signature<ops::FusedBackwardInplaceHead, ops::Settings>;
 
 // `weights`: of the loss and the three terms in the objective differentiated (objective()'s).
 FusedRun run_fused_ops(const at::Tensor& za, const at::Tensor& zb, const VICRegLossOptions& o,
@@ -165,22 +160,15 @@ FusedRun run_fused_ops(const at::Tensor& za, const at::Tensor& zb, const VICRegL
   const std::string suffix = composite ? "_composite" : "";
   auto& dispatcher = c10::Dispatcher::singleton();
   const auto forward = dispatcher.findSchemaOrThrow(("vicreg::_vicreg_fused" + suffix).c_str(), "")
-                           .typed<ops::FusedFn>();
+                           .typed<FusedSig>();
   const auto backward =
       dispatcher.findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix).c_str(), "")
-          .typed<ops::FusedBackwardFn>();
-  const char* inv = knob_name(o.invariance());
-  const char* form = knob_name(o.variance_form());
-  const char* views = knob_name(o.variance_views());
-  const char* norm = knob_name(o.covariance_norm());
+          .typed<FusedBackwardSig>();
+  const auto s = ops::Settings::of(o);
   FusedRun r;
-  std::tie(r.loss, r.inv, r.var, r.cov, r.saved) =
-      forward.call(za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(), inv,
-                   form, views, norm);
+  std::tie(r.loss, r.inv, r.var, r.cov, r.saved) = ops::call_with(forward, s, za, zb);
   auto w = [&](int i) { return at::scalar_tensor(weights[i], r.loss.options()); };
-  auto [ga, gb] = backward.call(w(0), w(1), w(2), w(3), r.saved, o.inv_coeff(),
-                                o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(), inv, form,
-                                views, norm);
+  auto [ga, gb] = ops::call_with(backward, s, w(0), w(1), w(2), w(3), r.saved);
   // [P, n, d] -> [n, P..., d]
   r.grad_a = ga.transpose(0, 1).reshape(za.sizes());
   r.grad_b = gb.transpose(0, 1).reshape(zb.sizes());
@@ -233,23 +221,18 @@ TEST_P(LossTest, InPlaceBackwardOpsLeaveTheOutOfPlaceGradientsInTheSavedViews) {
       const auto run = run_fused_ops(za, zb, o, composite);
       auto ga = c10::Dispatcher::singleton()
                     .findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix).c_str(), "")
-                    .typed<ops::FusedBackwardFn>();
+                    .typed<FusedBackwardSig>();
       auto in_place =
           c10::Dispatcher::singleton()
               .findSchemaOrThrow(("vicreg::_vicreg_fused_backward" + suffix + "_").c_str(), "")
-              .typed<ops::FusedBackwardInplaceFn>();
+              .typed<FusedBackwardInplaceSig>();
       std::vector<at::Tensor> saved;
       for (const auto& t : run.saved) saved.push_back(t.clone());
       auto w = [&](double v) { return at::scalar_tensor(v, run.loss.options()); };
+      const auto s = ops::Settings::of(o);
       const auto [out_a, out_b] =
-          ga.call(w(1), w(0.3), w(0.7), w(1.3), run.saved, o.inv_coeff(), o.var_coeff(),
-                  o.cov_coeff(), o.gamma(), o.eps(), knob_name(o.invariance()),
-                  knob_name(o.variance_form()), knob_name(o.variance_views()),
-                  knob_name(o.covariance_norm()));
-      in_place.call(w(1), w(0.3), w(0.7), w(1.3), saved, o.inv_coeff(), o.var_coeff(),
-                    o.cov_coeff(), o.gamma(), o.eps(), knob_name(o.invariance()),
-                    knob_name(o.variance_form()), knob_name(o.variance_views()),
-                    knob_name(o.covariance_norm()));
+          ops::call_with(ga, s, w(1), w(0.3), w(0.7), w(1.3), run.saved);
+      ops::call_with(in_place, s, w(1), w(0.3), w(0.7), w(1.3), saved);
       EXPECT_TRUE(saved[0].equal(out_a));
       EXPECT_TRUE(saved[1].equal(out_b));
     }
@@ -301,11 +284,9 @@ TEST(FusedBackward, RetainedGraphAndHeldSavedTensorsKeepTheirValues) {
 
     const auto forward = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("vicreg::_vicreg_fused", "")
-                             .typed<ops::FusedFn>();
-    auto [l, inv, var, cov, saved] = forward.call(
-        za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
-        knob_name(o.invariance()), knob_name(o.variance_form()), knob_name(o.variance_views()),
-        knob_name(o.covariance_norm()));
+                             .typed<FusedSig>();
+    const auto s = ops::Settings::of(o);
+    auto [l, inv, var, cov, saved] = ops::call_with(forward, s, za, zb);
     std::vector<at::Tensor> before;
     for (const auto& t : saved) before.push_back(t.clone());
     auto held = torch::autograd::grad({l}, {za, zb});
@@ -313,15 +294,9 @@ TEST(FusedBackward, RetainedGraphAndHeldSavedTensorsKeepTheirValues) {
     EXPECT_LT(rel_error(held[1], ref_b), 1e-10);
     for (size_t i = 0; i < saved.size(); ++i) EXPECT_TRUE(saved[i].equal(before[i])) << i;
 
-    auto [l2, inv2, var2, cov2, saved2] = forward.call(
-        za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
-        knob_name(o.invariance()), knob_name(o.variance_form()), knob_name(o.variance_views()),
-        knob_name(o.covariance_norm()));
+    auto [l2, inv2, var2, cov2, saved2] = ops::call_with(forward, s, za, zb);
     if (za.dim() == 2) {  // nothing holds the saved views: the gradient is written over Zc
-      auto [l3, inv3, var3, cov3, saved3] = forward.call(
-          za, zb, o.inv_coeff(), o.var_coeff(), o.cov_coeff(), o.gamma(), o.eps(),
-          knob_name(o.invariance()), knob_name(o.variance_form()),
-          knob_name(o.variance_views()), knob_name(o.covariance_norm()));
+      auto [l3, inv3, var3, cov3, saved3] = ops::call_with(forward, s, za, zb);
       const void* zc_a = saved3[0].data_ptr();
       saved3.clear();
       const auto taken = torch::autograd::grad({l3}, {za, zb});

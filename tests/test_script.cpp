@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "helpers.h"
+#include "vicreg/script.h"
 
 namespace vicreg::testing {
 namespace {

@@ -4,6 +4,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "helpers.h"
+#include "vicreg/script.h"
 
 namespace vicreg::testing {
 namespace {

@@ -1,185 +1,124 @@
-// The VICReg operators: the library's TORCH_LIBRARY (every schema, defaults written once), the
-// public fronts vicreg_loss / vicreg_terms, and the composite kernels of the fused forward and
-// of its hand-written backward (ATen ops on ops/view_stats.h, so every backend has them).
+// The VICReg operators: the library's TORCH_LIBRARY with their schemas (defaults written once),
+// the public fronts vicreg_loss / vicreg_terms (CompositeImplicitAutograd: they parse the
+// convention and call the fused operator or the tensor-op path), and the handles of the
+// internal operators. VCReg's schemas are in vcreg.cpp.
 
-#include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <string>
 
-#include "detail.h"
+#include "checks.h"
 #include "ops/ops.h"
-#include "ops/view_stats.h"
 
 namespace vicreg {
+namespace ops {
 namespace {
 
-using Tensor = at::Tensor;
-using TermsTuple = std::tuple<Tensor, Tensor, Tensor, Tensor>;
-using OptionalKnob = c10::optional<c10::string_view>;
-
+using Terms = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 constexpr const char* kLossName = "vicreg_loss";
 
-// The arguments of both public fronts.
+// The arguments of both public fronts, after the two views.
 constexpr const char* kFrontArgs =
-    "Tensor z_a, Tensor z_b, float inv_coeff=25.0, float var_coeff=25.0, float cov_coeff=1.0, "
-    "float gamma=1.0, float eps=0.0001, str convention=\"reference\", str? invariance=None, "
+    "float inv_coeff=25.0, float var_coeff=25.0, float cov_coeff=1.0, float gamma=1.0, "
+    "float eps=0.0001, str convention=\"reference\", str? invariance=None, "
     "str? variance_form=None, str? variance_views=None, str? covariance_norm=None, "
     "bool fused_backward=True, bool check_finite=False";
-// The settings of the internal fused ops: every knob by name, no defaults.
-constexpr const char* kFusedSettings =
-    "float inv_coeff, float var_coeff, float cov_coeff, float gamma, float eps, str invariance, "
-    "str variance_form, str variance_views, str covariance_norm";
 constexpr const char* kTermsResult =
     "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance)";
 
-// ---- public fronts -------------------------------------------------------------------------
+// What the fronts' arguments say: a convention's settings with the coefficients and any knob
+// given overriding it, and the two switches.
+struct Front {
+  using Knob = c10::optional<c10::string_view>;
+  using Args = std::tuple<double, double, double, double, double, c10::string_view, Knob, Knob,
+                          Knob, Knob, bool, bool>;
+  Settings settings;
+  bool fused_backward, check_finite;
 
-TermsTuple vicreg_terms_front(const Tensor& z_a, const Tensor& z_b, double inv_coeff,
-                              double var_coeff, double cov_coeff, double gamma, double eps,
-                              c10::string_view convention, OptionalKnob invariance,
-                              OptionalKnob variance_form, OptionalKnob variance_views,
-                              OptionalKnob covariance_norm, bool fused_backward,
-                              bool check_finite) {
-  auto o = VICRegLossOptions::preset(std::string(convention))
-               .inv_coeff(inv_coeff)
-               .var_coeff(var_coeff)
-               .cov_coeff(cov_coeff)
-               .gamma(gamma)
-               .eps(eps)
-               .backward(fused_backward ? Backward::Fused : Backward::Autograd)
-               .check_finite(check_finite);
-  if (invariance) o.invariance(detail::parse_invariance(std::string(*invariance)));
-  if (variance_form) o.variance_form(detail::parse_variance_form(std::string(*variance_form)));
-  if (variance_views) o.variance_views(detail::parse_view_reduction(std::string(*variance_views)));
-  if (covariance_norm) {
-    o.covariance_norm(detail::parse_covariance_norm(std::string(*covariance_norm)));
+  static Front parse(const Args& args) {
+    const auto& [c1, c2, c3, target, offset, convention, k1, k2, k3, k4, fused, finite] = args;
+    // The convention's knobs, as its preset sets them, unless given.
+    const auto [p1, p2, p3, p4, p5, preset1, preset2, preset3, preset4] =
+        Settings::of(VICRegLossOptions::preset(std::string(convention))).args();
+    return {Settings::parse({c1, c2, c3, target, offset, k1.value_or(preset1),
+                             k2.value_or(preset2), k3.value_or(preset3), k4.value_or(preset4)}),
+            fused, finite};
   }
-  const auto t = detail::single_process_terms(z_a, z_b, o);
-  return {t.loss, t.invariance, t.variance, t.covariance};
+};
+
+Terms vicreg_terms_front(const Tensor& z_a, const Tensor& z_b, const Front& f) {
+  return vicreg_terms(z_a, z_b, f.settings, f.fused_backward, f.check_finite);
 }
 
-Tensor vicreg_loss_front(const Tensor& z_a, const Tensor& z_b, double inv_coeff,
-                         double var_coeff, double cov_coeff, double gamma, double eps,
-                         c10::string_view convention, OptionalKnob invariance,
-                         OptionalKnob variance_form, OptionalKnob variance_views,
-                         OptionalKnob covariance_norm, bool fused_backward, bool check_finite) {
-  return std::get<0>(vicreg_terms_front(z_a, z_b, inv_coeff, var_coeff, cov_coeff, gamma, eps,
-                                        convention, invariance, variance_form, variance_views,
-                                        covariance_norm, fused_backward, check_finite));
+Tensor vicreg_loss_front(const Tensor& z_a, const Tensor& z_b, const Front& f) {
+  return std::get<0>(vicreg_terms_front(z_a, z_b, f));
 }
 
-// ---- composite kernels (any backend) -------------------------------------------------------
-
-ops::FusedOutputs fused_composite(const Tensor& z_a, const Tensor& z_b, double inv_coeff,
-                                  double var_coeff, double cov_coeff, double gamma, double eps,
-                                  c10::string_view invariance, c10::string_view variance_form,
-                                  c10::string_view variance_views,
-                                  c10::string_view covariance_norm) {
-  const auto o = detail::options_from_knobs(inv_coeff, var_coeff, cov_coeff, gamma, eps,
-                                            invariance, variance_form, variance_views,
-                                            covariance_norm);
-  detail::check_loss_call(kLossName, z_a, z_b, o);
-  const auto za = detail::as_positions(detail::to_compute_dtype(z_a));
-  const auto zb = detail::as_positions(detail::to_compute_dtype(z_b));
-  auto a = ops::center(za), b = ops::center(zb);
-  // (hi_a - hi_b) is exact when the means are close, so the difference keeps its digits.
-  ops::CenteredPair pair{a.zc, b.zc, {}, {}, (a.mean_hi - b.mean_hi) + (a.mean_lo - b.mean_lo),
-                         ops::sum_of_squares(za - zb)};
-  auto r = ops::vicreg_forward(std::move(pair), o);
-  return {r.loss, r.invariance, r.variance, r.covariance, r.saved};
-}
-
-std::tuple<Tensor, Tensor> fused_backward_composite(
-    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
-    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
-    double eps, c10::string_view invariance, c10::string_view variance_form,
-    c10::string_view variance_views, c10::string_view covariance_norm) {
-  const auto o = detail::options_from_knobs(inv_coeff, var_coeff, cov_coeff, gamma, eps,
-                                            invariance, variance_form, variance_views,
-                                            covariance_norm);
-  detail::check_fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
-  const auto& zc_a = saved[ops::kZcA];
-  const auto& zc_b = saved[ops::kZcB];
-  const auto w = ops::vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, zc_a.sizes(), o);
-  const auto h = ops::hinge_of(o);
-  const auto diff = (zc_a - zc_b).add_(saved[ops::kMeanDiff].unsqueeze(1));
-  auto ga = ops::view_gradient(zc_a, {saved[ops::kColsqA], saved[ops::kMatA], {}, {}}, w.hinge,
-                               w.offdiag, h);
-  auto gb = ops::view_gradient(zc_b, {saved[ops::kColsqB], saved[ops::kMatB], {}, {}}, w.hinge,
-                               w.offdiag, h);
-  ga.addcmul_(diff, w.inv);
-  gb.addcmul_(diff, w.inv.neg());
-  return {ga, gb};
-}
-
-// In place, composite: the out-of-place kernel, then a copy into the saved views. (It saves no
-// memory; the CPU kernel is the one that computes in place.)
-void fused_backward_inplace_composite(
-    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
-    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
-    double eps, c10::string_view invariance, c10::string_view variance_form,
-    c10::string_view variance_views, c10::string_view covariance_norm) {
-  const auto [ga, gb] = fused_backward_composite(
-      g_loss, g_inv, g_var, g_cov, saved, inv_coeff, var_coeff, cov_coeff, gamma, eps,
-      invariance, variance_form, variance_views, covariance_norm);
-  saved[ops::kZcA].copy_(ga);
-  saved[ops::kZcB].copy_(gb);
-}
+using FrontHead = Terms(const Tensor& z_a, const Tensor& z_b);
+using LossFrontHead = Tensor(const Tensor& z_a, const Tensor& z_b);
 
 }  // namespace
 
-namespace ops {
+Terms vicreg_terms(const Tensor& z_a, const Tensor& z_b, const Settings& s, bool fused_backward,
+                   bool check_finite) {
+  checks::loss_call(kLossName, z_a, z_b, s);
+  if (check_finite) {
+    checks::finite_input(kLossName, "z_a", z_a);
+    checks::finite_input(kLossName, "z_b", z_b);
+  }
+  Terms t;
+  if (fused_backward) {
+    auto [loss, inv, var, cov, saved] = call_with(fused_op(), s, z_a, z_b);
+    t = {loss, inv, var, cov};
+  } else {
+    t = vicreg_terms_tensor_ops(z_a, z_b, s);
+  }
+  if (check_finite) checks::finite_result(kLossName, std::get<0>(t));
+  return t;
+}
 
-const c10::TypedOperatorHandle<FusedFn>& fused_op() {
+const c10::TypedOperatorHandle<Signature<FusedHead, Settings>>& fused_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("vicreg::_vicreg_fused", "")
-                             .typed<FusedFn>();
+                             .typed<Signature<FusedHead, Settings>>();
   return op;
 }
 
-const c10::TypedOperatorHandle<FusedBackwardFn>& fused_backward_op() {
+const c10::TypedOperatorHandle<Signature<FusedBackwardHead, Settings>>& fused_backward_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("vicreg::_vicreg_fused_backward", "")
-                             .typed<FusedBackwardFn>();
+                             .typed<Signature<FusedBackwardHead, Settings>>();
   return op;
 }
 
-const c10::TypedOperatorHandle<FusedBackwardInplaceFn>& fused_backward_inplace_op() {
+const c10::TypedOperatorHandle<Signature<FusedBackwardInplaceHead, Settings>>&
+fused_backward_inplace_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("vicreg::_vicreg_fused_backward_", "")
-                             .typed<FusedBackwardInplaceFn>();
+                             .typed<Signature<FusedBackwardInplaceHead, Settings>>();
   return op;
 }
 
 }  // namespace ops
 
 TORCH_LIBRARY(vicreg, m) {
-  const std::string front_args = kFrontArgs, settings = kFusedSettings;
-  m.def(("vicreg_loss(" + front_args + ") -> Tensor").c_str(), TORCH_FN(vicreg_loss_front));
-  m.def(("vicreg_terms(" + front_args + ") -> " + kTermsResult).c_str(),
-        TORCH_FN(vicreg_terms_front));
-  const std::string fused_result =
-      "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, Tensor[] saved)";
+  using ops::Front;
+  using ops::WithSettings;
+  const std::string front = std::string("Tensor z_a, Tensor z_b, ") + ops::kFrontArgs;
+  const std::string settings = ops::Settings::kSchema;
+  m.def(("vicreg_loss(" + front + ") -> Tensor").c_str(),
+        TORCH_FN((WithSettings<ops::vicreg_loss_front, ops::LossFrontHead, Front>::call)));
+  m.def(("vicreg_terms(" + front + ") -> " + ops::kTermsResult).c_str(),
+        TORCH_FN((WithSettings<ops::vicreg_terms_front, ops::FrontHead, Front>::call)));
   const std::string grads =
       "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
-  for (const std::string suffix : {"", "_composite"}) {
-    m.def(("_vicreg_fused" + suffix + "(Tensor z_a, Tensor z_b, " + settings + ") -> " +
-           fused_result).c_str());
-    m.def(("_vicreg_fused_backward" + suffix + "(" + grads + "Tensor[] saved, " + settings +
-           ") -> (Tensor, Tensor)").c_str());
-    m.def(("_vicreg_fused_backward" + suffix + "_(" + grads + "Tensor(a!)[] saved, " + settings +
-           ") -> ()").c_str());
-  }
-}
-
-TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {
-  m.impl("_vicreg_fused", TORCH_FN(fused_composite));
-  m.impl("_vicreg_fused_backward", TORCH_FN(fused_backward_composite));
-  m.impl("_vicreg_fused_composite", TORCH_FN(fused_composite));
-  m.impl("_vicreg_fused_backward_composite", TORCH_FN(fused_backward_composite));
-  m.impl("_vicreg_fused_backward_", TORCH_FN(fused_backward_inplace_composite));
-  m.impl("_vicreg_fused_backward_composite_", TORCH_FN(fused_backward_inplace_composite));
+  m.def(("_vicreg_fused(Tensor z_a, Tensor z_b, " + settings +
+         ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, "
+         "Tensor[] saved)").c_str());
+  m.def(("_vicreg_fused_backward(" + grads + "Tensor[] saved, " + settings +
+         ") -> (Tensor, Tensor)").c_str());
+  m.def(("_vicreg_fused_backward_(" + grads + "Tensor(a!)[] saved, " + settings + ") -> ()")
+            .c_str());
 }
 
 }  // namespace vicreg

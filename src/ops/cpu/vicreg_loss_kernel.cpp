@@ -1,10 +1,10 @@
 // The CPU kernels of the fused VICReg ops, registered for the CPU dispatch key (they win over
 // the composite kernels for CPU tensors). What they do that the composite does not: the
 // elementwise work in one or two passes over the data instead of several ATen ops and their
-// temporaries (on a 2-core machine at n << d that work, not the GEMMs, bounds the fused path),
+// temporaries (at n << d that work, not the GEMMs, bounds the fused path on a CPU),
 // accumulation in double, and a fixed summation order, so the results do not depend on the
-// number of threads. The statistics, the matrices and the weights come from ops/view_stats.h,
-// as in the composite kernels. float16/bfloat16 inputs are computed in float32.
+// number of threads. The statistics, the matrices and the weights come from the math core
+// (ops/core.h), as in the composite kernels. float16/bfloat16 inputs are computed in float32.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -17,11 +17,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "detail.h"
+#include "checks.h"
 #include "ops/ops.h"
-#include "ops/view_stats.h"
 
-namespace vicreg {
+namespace vicreg::ops {
 namespace {
 
 using Tensor = at::Tensor;
@@ -128,12 +127,12 @@ VICREG_ROW_LOOPS(double)
 // mean is shift + s/n with s small, so a common offset far above the spread leaves the
 // columns of Zc summing to zero to the rounding of Zc itself (the composite kernels get there
 // with a second pass instead).
-ops::CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
+CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
   const auto a3 = a3_in.stride(2) == 1 ? a3_in : a3_in.contiguous();
   const auto b3 = b3_in.stride(2) == 1 ? b3_in : b3_in.contiguous();
   const int64_t P = a3.size(0), n = a3.size(1), d = a3.size(2);
   const int64_t blocks = (d + kBlock - 1) / kBlock;
-  ops::CenteredPair r;
+  CenteredPair r;
   r.zc_a = at::empty({P, n, d}, a3.options());
   r.zc_b = at::empty({P, n, d}, a3.options());
   r.colsq_a = at::empty({P, d}, a3.options());
@@ -190,18 +189,11 @@ ops::CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
   return r;
 }
 
-ops::FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, double inv_coeff,
-                            double var_coeff, double cov_coeff, double gamma, double eps,
-                            c10::string_view invariance, c10::string_view variance_form,
-                            c10::string_view variance_views, c10::string_view covariance_norm) {
-  const auto o = detail::options_from_knobs(inv_coeff, var_coeff, cov_coeff, gamma, eps,
-                                            invariance, variance_form, variance_views,
-                                            covariance_norm);
-  detail::check_loss_call("vicreg_loss", z_a, z_b, o);
-  const auto za = detail::as_positions(detail::to_compute_dtype(z_a));
-  const auto zb = detail::as_positions(detail::to_compute_dtype(z_b));
-  auto r = ops::vicreg_forward(center_pair(za, zb), o);
-  return {r.loss, r.invariance, r.variance, r.covariance, r.saved};
+FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) {
+  checks::loss_call("vicreg_loss", z_a, z_b, s);
+  const auto za = as_positions(to_compute_dtype(z_a));
+  const auto zb = as_positions(to_compute_dtype(z_b));
+  return vicreg_forward(center_pair(za, zb), s);
 }
 
 // The backward is computed in place, over the saved tensors, block by block: a block of the
@@ -279,18 +271,11 @@ void gradient_block(const Tensor& zc_a, const Tensor& zc_b, const Tensor& prod_a
 }
 
 void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var,
-                                const Tensor& g_cov, at::TensorList saved, double inv_coeff,
-                                double var_coeff, double cov_coeff, double gamma, double eps,
-                                c10::string_view invariance, c10::string_view variance_form,
-                                c10::string_view variance_views,
-                                c10::string_view covariance_norm) {
+                                const Tensor& g_cov, at::TensorList saved, const Settings& s) {
   constexpr const char* fn = "_vicreg_fused_backward_";
-  const auto o = detail::options_from_knobs(inv_coeff, var_coeff, cov_coeff, gamma, eps,
-                                            invariance, variance_form, variance_views,
-                                            covariance_norm);
-  detail::check_fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
-  const auto& zc_a = saved[ops::kZcA];
-  const auto& zc_b = saved[ops::kZcB];
+  checks::fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
+  const auto& zc_a = saved[kZcA];
+  const auto& zc_b = saved[kZcB];
   TORCH_CHECK(zc_a.scalar_type() == at::kFloat || zc_a.scalar_type() == at::kDouble, fn,
               ": expected float32 or float64 saved tensors, got ", zc_a.scalar_type());
   for (const auto& t : saved) {
@@ -299,7 +284,7 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
                 zc_a.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
                 t.strides());
   }
-  const int written[] = {ops::kZcA, ops::kZcB, ops::kMatA, ops::kMatB};
+  const int written[] = {kZcA, kZcB, kMatA, kMatB};
   for (int i : written) {
     for (int j : written) {
       TORCH_CHECK(i >= j || !saved[i].is_alias_of(saved[j]), fn, ": saved tensors ", i, " and ",
@@ -307,15 +292,14 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
     }
   }
   const int64_t P = zc_a.size(0), n = zc_a.size(1), d = zc_a.size(2);
-  const bool gram = ops::use_gram(n, d);
-  const auto w = ops::vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, zc_a.sizes(), o);
-  const auto h = ops::hinge_of(o);
+  const bool gram = use_gram(n, d);
+  const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, shape_of(zc_a), s);
   const auto coef_a =
-      ops::column_coefficients(saved[ops::kColsqA], n, gram, w.hinge, w.offdiag, h).contiguous();
+      column_coefficients(saved[kColsqA], n, gram, w.hinge, w.offdiag, s.hinge).contiguous();
   const auto coef_b =
-      ops::column_coefficients(saved[ops::kColsqB], n, gram, w.hinge, w.offdiag, h).contiguous();
-  const auto& mat_a = saved[ops::kMatA];
-  const auto& mat_b = saved[ops::kMatB];
+      column_coefficients(saved[kColsqB], n, gram, w.hinge, w.offdiag, s.hinge).contiguous();
+  const auto& mat_a = saved[kMatA];
+  const auto& mat_b = saved[kMatB];
   mat_a.mul_(w.offdiag * 4.0);
   mat_b.mul_(w.offdiag * 4.0);
   if (!gram) {  // M has a zero diagonal: the column coefficients take its place
@@ -338,13 +322,13 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
         if (gram) {
           at::mm_out(prod_a, ma, za.narrow(1, c0, w_cols));
           at::mm_out(prod_b, mb, zb.narrow(1, c0, w_cols));
-          gradient_block<true>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b, saved[ops::kMeanDiff],
+          gradient_block<true>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b, saved[kMeanDiff],
                                w_inv, p, r0, h_rows, c0, w_cols);
         } else {
           at::mm_out(prod_a, za.narrow(0, r0, h_rows), ma);
           at::mm_out(prod_b, zb.narrow(0, r0, h_rows), mb);
           gradient_block<false>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b,
-                                saved[ops::kMeanDiff], w_inv, p, r0, h_rows, c0, w_cols);
+                                saved[kMeanDiff], w_inv, p, r0, h_rows, c0, w_cols);
         }
       }
     }
@@ -352,29 +336,26 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
 }
 
 // Out of place: the in-place kernel on copies of what it overwrites.
-std::tuple<Tensor, Tensor> fused_backward_cpu(
-    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
-    at::TensorList saved, double inv_coeff, double var_coeff, double cov_coeff, double gamma,
-    double eps, c10::string_view invariance, c10::string_view variance_form,
-    c10::string_view variance_views, c10::string_view covariance_norm) {
-  detail::check_fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
+std::tuple<Tensor, Tensor> fused_backward_cpu(const Tensor& g_loss, const Tensor& g_inv,
+                                              const Tensor& g_var, const Tensor& g_cov,
+                                              at::TensorList saved, const Settings& s) {
+  checks::fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
   std::vector<Tensor> own(saved.begin(), saved.end());
-  for (int i : {ops::kZcA, ops::kZcB, ops::kMatA, ops::kMatB}) {
-    own[i] = own[i].clone(at::MemoryFormat::Contiguous);
-  }
-  for (int i : {ops::kMeanDiff, ops::kColsqA, ops::kColsqB}) own[i] = own[i].contiguous();
-  fused_backward_inplace_cpu(g_loss, g_inv, g_var, g_cov, own, inv_coeff, var_coeff, cov_coeff,
-                             gamma, eps, invariance, variance_form, variance_views,
-                             covariance_norm);
-  return {own[ops::kZcA], own[ops::kZcB]};
+  for (int i : {kZcA, kZcB, kMatA, kMatB}) own[i] = own[i].clone(at::MemoryFormat::Contiguous);
+  for (int i : {kMeanDiff, kColsqA, kColsqB}) own[i] = own[i].contiguous();
+  fused_backward_inplace_cpu(g_loss, g_inv, g_var, g_cov, own, s);
+  return {own[kZcA], own[kZcB]};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(vicreg, CPU, m) {
-  m.impl("_vicreg_fused", TORCH_FN(fused_cpu));
-  m.impl("_vicreg_fused_backward", TORCH_FN(fused_backward_cpu));
-  m.impl("_vicreg_fused_backward_", TORCH_FN(fused_backward_inplace_cpu));
+  m.impl("_vicreg_fused", TORCH_FN((WithSettings<fused_cpu, FusedHead, Settings>::call)));
+  m.impl("_vicreg_fused_backward",
+         TORCH_FN((WithSettings<fused_backward_cpu, FusedBackwardHead, Settings>::call)));
+  m.impl("_vicreg_fused_backward_", TORCH_FN((WithSettings<fused_backward_inplace_cpu,
+                                                           FusedBackwardInplaceHead,
+                                                           Settings>::call)));
 }
 
-}  // namespace vicreg
+}  // namespace vicreg::ops

@@ -1,0 +1,269 @@
+#include "ops/core.h"
+
+#include <ATen/ATen.h>
+
+namespace vicreg::ops {
+namespace {
+
+// Column sums of squares of [P, n, d] over the samples, [P, d] (ATen's cascade sum).
+Tensor column_sums_of_squares(const Tensor& zc) { return zc.square().sum(1); }
+
+// Batched product of [P, a, b] x [P, b, c]; a plain GEMM when P == 1 (bmm is slower there).
+Tensor batched_mm(const Tensor& x, const Tensor& y) {
+  if (size_of(x, 0) == 1) return at::mm(x.select(0, 0), y.select(0, 0)).unsqueeze(0);
+  return at::bmm(x, y);
+}
+
+// S_j from the column sums of squares: sqrt(Var_j + eps) or Var_j.
+Tensor hinge_input(const Tensor& colsq, const Dim& n, const Hinge& h) {
+  const auto var = colsq / as_scalar(n - 1);
+  return h.form == VarianceForm::Std ? at::sqrt(var + h.eps) : var;
+}
+
+// The denominator m of C = Zc^T Zc / m.
+Dim covariance_denominator(const Dim& n, const Settings& s) {
+  return s.covariance_norm == CovarianceNorm::Unbiased ? n - 1 : n;
+}
+
+// What the invariance's sum of squares is divided by: all entries, or all samples (n * P).
+Dim invariance_count(const Shape& shape, const Settings& s) {
+  const auto samples = shape[0] * shape[1];
+  return s.invariance == InvarianceNorm::ElementMean ? samples * shape[2] : samples;
+}
+
+// c(Z) = offdiag / (m^2 d P).
+Dim covariance_count(const Shape& shape, const Settings& s) {
+  const auto m = covariance_denominator(shape[1], s);
+  return m * m * shape[2] * shape[0];
+}
+
+double view_weight(const Settings& s) {
+  return s.variance_views == ViewReduction::Mean ? 0.5 : 1.0;
+}
+
+}  // namespace
+
+// ---- layout ------------------------------------------------------------------------------
+
+Tensor to_compute_dtype(const Tensor& z) {
+  const auto t = z.scalar_type();
+  return (t == at::kHalf || t == at::kBFloat16) ? z.to(at::kFloat) : z;
+}
+
+Tensor as_positions(const Tensor& z) {
+  if (z.dim() == 2) return z.unsqueeze(0);
+  return reshape_to(z, {size_of(z, 0), -1, size_of(z, -1)}).transpose(0, 1);
+}
+
+Tensor from_positions(const Tensor& g, const Shape& sizes) {
+  if (sizes.size() == 2) return g.squeeze(0);
+  return reshape_to(g.transpose(0, 1), sizes);
+}
+
+Tensor as_samples_by_channels(const Tensor& x, int64_t channel_dim) {
+  return reshape_to(x.movedim(channel_dim, -1), {-1, size_of(x, channel_dim)});
+}
+
+// ---- one view ------------------------------------------------------------------------------
+
+// ATen's sum, whose CPU kernel adds in a cascade: a Gram matrix's diagonal outweighs its other
+// entries by orders of magnitude, and a running float32 sum (BLAS dot, linalg_vector_norm)
+// then drops the small ones: 2e-5 relative on whitened views at n = d/2, 4e-8 with the cascade.
+Tensor sum_of_squares(const Tensor& t) { return t.mul(t).sum(); }
+
+// The Gram path computes offdiag = ||G||_F^2 - sum_j M_jj^2, a difference of two sums that are
+// each rounded with a relative error delta; the result's relative error is then about
+// delta * A, with A = ||M||_F^2 / offdiag = 1 / (1 - q) and q = sum_j M_jj^2 / ||M||_F^2 the
+// diagonal's share. M has rank r <= n - 1, so ||M||_F^2 >= tr(M)^2 / r, and
+// sum_j M_jj^2 <= max_j M_jj tr(M); hence q <= (n - 1) max_j Var_j / sum_j Var_j, which for
+// columns of equal variance (where the variance term drives every view) is (n - 1) / d.
+// Gram only when 2 (n - 1) <= d keeps q <= 1/2, A <= 2. At n == d, the state whitened views
+// reach, A would be up to d (float32 at n = d = 1024 gave a negative covariance): the direct
+// path zeroes the diagonal of M before summing and has no such difference.
+bool use_gram(const Dim& n, const Dim& d) { return (n - 1) * 2 <= d; }
+
+Centered center(const Tensor& z3) {
+  auto mean = z3.mean(1, /*keepdim=*/true);
+  const auto first = z3 - mean;
+  // The rounded mean leaves a residual of n * (mean - rounded mean) in each column sum;
+  // subtracting its mean makes the columns sum to zero to rounding of the spread. (Out of
+  // place: autograd differentiates this function on the tensor-op path.)
+  const auto residual = first.mean(1, /*keepdim=*/true);
+  return {(first - residual).contiguous(), mean.squeeze(1), residual.squeeze(1)};
+}
+
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& h, bool covariance) {
+  const auto n = size_of(zc, 1), d = size_of(zc, 2);
+  ViewStats s;
+  s.colsq = colsq.defined() ? std::move(colsq) : column_sums_of_squares(zc);
+  // max(0, gamma - S_j) as threshold(x, 0, 0), which is relu (gradient strictly where
+  // S_j < gamma, as the hand-written one) with meta kernels in LibTorch 1.13's C++, forward
+  // and backward; relu, clamp_min's backward and where have none there.
+  s.hinge = at::threshold(h.gamma - hinge_input(s.colsq, n, h), 0, 0).mean();
+  if (!covariance) return s;
+  if (use_gram(n, d)) {
+    s.mat = batched_mm(zc, zc.transpose(1, 2));
+    s.offdiag = sum_of_squares(s.mat) - sum_of_squares(s.colsq);
+  } else {
+    s.mat = batched_mm(zc.transpose(1, 2), zc);
+    s.mat.diagonal(0, 1, 2).zero_();
+    s.offdiag = sum_of_squares(s.mat);
+  }
+  return s;
+}
+
+Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const Tensor& w_hinge,
+                           const Tensor& w_offdiag, const Hinge& h) {
+  const auto count = numel_of(colsq) * (n - 1);  // P * d * (n - 1)
+  const auto s = hinge_input(colsq, n, h);
+  const auto active = (s < h.gamma).to(colsq.scalar_type());
+  auto coef = h.form == VarianceForm::Std ? active / (s * as_scalar(count * -1))
+                                          : active * ratio(-2.0, count);
+  coef = coef * w_hinge;
+  if (gram) coef = coef - colsq * (w_offdiag * 4.0);  // the -Zc diag(colsq) part
+  return coef;
+}
+
+void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag) {
+  const bool gram = use_gram(size_of(zc, 1), size_of(zc, 2));
+  const auto scaled = mat * (w_offdiag * 4.0);
+  const auto& x = gram ? scaled : zc;
+  const auto& y = gram ? zc : scaled;
+  if (size_of(x, 0) == 1) {  // out += x @ y without a temporary (BLAS beta = 1)
+    auto out = grad.select(0, 0);
+    out.addmm_(x.select(0, 0), y.select(0, 0));
+  } else {
+    grad.baddbmm_(x, y);
+  }
+}
+
+Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
+                     const Tensor& w_offdiag, const Hinge& h) {
+  const auto n = size_of(zc, 1);
+  const bool cov = s.mat.defined();
+  const auto coef =
+      column_coefficients(s.colsq, n, cov && use_gram(n, size_of(zc, 2)), w_hinge, w_offdiag, h);
+  auto grad = zc * coef.unsqueeze(1);
+  if (cov) add_matrix_part(grad, zc, s.mat, w_offdiag);
+  return grad;
+}
+
+// ---- VICReg ------------------------------------------------------------------------------
+
+Tensor invariance_of(const Tensor& sq_diff, const Shape& shape, const Settings& s) {
+  return sq_diff / as_scalar(invariance_count(shape, s));
+}
+
+Tensor covariance_of(const Tensor& offdiag, const Shape& shape, const Settings& s) {
+  return offdiag * ratio(1.0, covariance_count(shape, s));
+}
+
+Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings& s) {
+  return (hinge_a + hinge_b) * view_weight(s);
+}
+
+namespace {
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tensor cov,
+                                                    const Settings& s) {
+  auto loss = s.inv_coeff * inv + s.var_coeff * var + s.cov_coeff * cov;
+  return {std::move(loss), std::move(inv), std::move(var), std::move(cov)};
+}
+
+}  // namespace
+
+FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
+  const auto shape = ops::shape_of(p.zc_a);
+  auto a = view_stats(p.zc_a, std::move(p.colsq_a), s.hinge);
+  auto b = view_stats(p.zc_b, std::move(p.colsq_b), s.hinge);
+  auto [loss, inv, var, cov] =
+      weighted(invariance_of(p.sq_diff, shape, s), variance_of(a.hinge, b.hinge, s),
+               covariance_of(a.offdiag + b.offdiag, shape, s), s);
+  std::vector<Tensor> saved = {std::move(p.zc_a),  std::move(p.zc_b),  std::move(p.mean_diff),
+                               std::move(a.colsq), std::move(b.colsq), std::move(a.mat),
+                               std::move(b.mat)};
+  return {loss, inv, var, cov, std::move(saved)};
+}
+
+BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,
+                                        const Tensor& g_var, const Tensor& g_cov,
+                                        const Shape& shape, const Settings& s) {
+  return {(g_loss * s.inv_coeff + g_inv) * ratio(2.0, invariance_count(shape, s)),
+          (g_loss * s.var_coeff + g_var) * view_weight(s),
+          (g_loss * s.cov_coeff + g_cov) * ratio(1.0, covariance_count(shape, s))};
+}
+
+namespace {
+
+// Zc of one view [n, d] or [n, P..., d] as [P, n, d], in the compute dtype.
+Tensor centered_positions(const Tensor& z) {
+  return center(as_positions(to_compute_dtype(z))).zc;
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> vicreg_terms_tensor_ops(const Tensor& z_a,
+                                                                   const Tensor& z_b,
+                                                                   const Settings& s) {
+  const auto zc_a = centered_positions(z_a), zc_b = centered_positions(z_b);
+  const auto a = view_stats(zc_a, {}, s.hinge), b = view_stats(zc_b, {}, s.hinge);
+  const auto shape = ops::shape_of(zc_a);
+  return weighted(invariance_term(z_a, z_b, s), variance_of(a.hinge, b.hinge, s),
+                  covariance_of(a.offdiag + b.offdiag, shape, s), s);
+}
+
+Tensor invariance_term(const Tensor& z_a, const Tensor& z_b, const Settings& s) {
+  const auto za = as_positions(to_compute_dtype(z_a)), zb = as_positions(to_compute_dtype(z_b));
+  return invariance_of((za - zb).square().sum(), ops::shape_of(za), s);
+}
+
+Tensor variance_term(const Tensor& z, const Settings& s) {
+  return view_stats(centered_positions(z), {}, s.hinge, /*covariance=*/false).hinge;
+}
+
+Tensor covariance_term(const Tensor& z, const Settings& s) {
+  const auto zc = centered_positions(z);
+  return covariance_of(view_stats(zc, {}, s.hinge).offdiag, ops::shape_of(zc), s);
+}
+
+// ---- VCReg -------------------------------------------------------------------------------
+
+namespace {
+
+struct VCRegView {
+  Tensor zc;     // [1, N, d]
+  bool covariance;
+  Dim cov_count;  // (N-1)^2 d (d-1): the covariance part is offdiag / cov_count
+};
+
+VCRegView vcreg_view(const Tensor& x, const VCRegSettings& s) {
+  const auto x2 = as_samples_by_channels(to_compute_dtype(x), s.channel_dim);
+  const auto n = size_of(x2, 0), d = size_of(x2, 1);
+  const bool covariance = d >= 2 && s.cov_coeff != 0;
+  return {center(x2.unsqueeze(0)).zc, covariance, (n - 1) * (n - 1) * d * (d - 1)};
+}
+
+}  // namespace
+
+Tensor vcreg_penalty(const Tensor& x, const VCRegSettings& s) {
+  const auto v = vcreg_view(x, s);
+  const bool cov = size(v.zc, 2) >= 2;
+  const auto st = view_stats(v.zc, {}, s.hinge, cov);
+  auto penalty = st.hinge * s.var_coeff;
+  return cov ? penalty + st.offdiag * ratio(s.cov_coeff, v.cov_count) : penalty;
+}
+
+Tensor vcreg_gradient(const Tensor& x, const VCRegSettings& s) {
+  const auto v = vcreg_view(x, s);
+  const auto st = view_stats(v.zc, {}, s.hinge, v.covariance);
+  const auto opts = v.zc.options().device(at::kCPU);
+  const auto w_offdiag = v.covariance
+                             ? at::scalar_tensor(1.0, opts) * ratio(s.cov_coeff, v.cov_count)
+                             : at::zeros({}, opts);
+  const auto g = view_gradient(v.zc, st, at::scalar_tensor(s.var_coeff, opts), w_offdiag,
+                               s.hinge);
+  // [1, N, d] -> x's layout: undo the reshape, then move the channels back.
+  return reshape_to(g, shape_of(x.movedim(s.channel_dim, -1))).movedim(-1, s.channel_dim);
+}
+
+}  // namespace vicreg::ops

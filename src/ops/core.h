@@ -1,0 +1,133 @@
+#pragma once
+// The math core of both losses, in ATen ops on a view Z as [P, n, d] (P positions, n samples,
+// d features): centering, the column sums of squares, the variance hinge, the k x k matrix of
+// the covariance term, the per-view gradient, and the scale factors of the terms. VICReg calls
+// it for two views, VCReg for one (P = 1); the tensor-op path (differentiated by autograd), the
+// composite kernels (every backend, meta included), the CPU kernels and the functional API all
+// go through it, so each formula and the Gram-or-direct rule exist once, here. Sizes are read
+// through ops/symint.h, so all of it can be traced by PyTorch 2 with symbolic shapes.
+//
+// Per view, with Zc = Z - column means, M = Zc^T Zc (d x d, per position):
+//   hinge   = mean over P*d of max(0, gamma - S_j),  S_j = sqrt(Var_j + eps) | Var_j,
+//             Var_j = colsq_j / (n-1), colsq_j = sum_i Zc_ij^2
+//   offdiag = sum over positions of sum_{i != j} M_ij^2      (callers divide by m^2 d ...)
+// and their gradients
+//   d hinge / d Z_ij   = -[S_j < gamma] Zc_ij / ((n-1) S_j P d)     (std form)
+//                      = -[Var_j < gamma] 2 Zc_ij / ((n-1) P d)     (var form)
+//   d offdiag / d Z    = 4 Zc (M - diag M) = 4 (G Zc - Zc diag(colsq)),  G = Zc Zc^T (n x n)
+// (no centering term: the columns of Zc sum to zero).
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+#include <vector>
+
+#include "ops/settings.h"
+#include "ops/symint.h"
+
+namespace vicreg::ops {
+
+using at::Tensor;
+
+// ---- layout ------------------------------------------------------------------------------
+
+/// float16/bfloat16 are computed in float32; other dtypes as they are.
+Tensor to_compute_dtype(const Tensor& z);
+/// [n, P..., d] -> [P, n, d] (a view; P = 1 for [n, d]).
+Tensor as_positions(const Tensor& z);
+/// [P, n, d] -> the layout [n, P..., d] of a view of shape `sizes`.
+Tensor from_positions(const Tensor& g, const Shape& sizes);
+/// [.., c, ..] with channels at `channel_dim` -> [n_samples, c] (may copy).
+Tensor as_samples_by_channels(const Tensor& x, int64_t channel_dim);
+
+// ---- one view ------------------------------------------------------------------------------
+
+/// The sum of all squares of t, 0-dim (ATen's cascade sum: accurate in float32).
+Tensor sum_of_squares(const Tensor& t);
+
+/// Whether the covariance term of an [n, d] view goes through the n x n Gram matrix G = Zc Zc^T
+/// (true) or the d x d matrix M = Zc^T Zc with its diagonal zeroed (false). See core.cpp for
+/// the error bound that sets the rule 2 (n - 1) <= d. (Traced: a guard on the sizes.)
+bool use_gram(const Dim& n, const Dim& d);
+
+/// Z [P, n, d] centered over the samples, contiguous, and the column means [P, d] as the
+/// unevaluated sum mean_hi + mean_lo. The mean is corrected by a second pass (mean_lo, the mean
+/// of the first residuals), so the columns of Zc sum to zero to rounding even under a common
+/// offset far larger than the spread, and the difference of two views' means keeps its digits.
+struct Centered {
+  Tensor zc;
+  Tensor mean_hi, mean_lo;
+};
+Centered center(const Tensor& z3);
+
+/// What one view contributes, from its centered rows.
+struct ViewStats {
+  Tensor colsq;    ///< [P, d] sum_i Zc_ij^2
+  Tensor mat;      ///< [P, n, n] G (Gram) or [P, d, d] M with zero diagonal; undefined if !cov
+  Tensor hinge;    ///< 0-dim
+  Tensor offdiag;  ///< 0-dim sum_p sum_{i != j} M_ij^2 (unnormalized); undefined if !cov
+};
+/// `colsq` may be undefined (then it is computed here). With `covariance` false the matrix and
+/// offdiag are skipped.
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true);
+
+/// The gradient of w_hinge * hinge + w_offdiag * offdiag with respect to the view, [P, n, d]
+/// (the weights are 0-dim tensors, so no host sync). `column_coefficients` gives just the
+/// per-column multiplier of Zc ([P, d]; the variance part and, on the Gram path, the -diag
+/// part), for kernels that fuse the elementwise work; `add_matrix_part` then adds
+/// 4 w (G Zc | Zc M).
+Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const Tensor& w_hinge,
+                           const Tensor& w_offdiag, const Hinge& hinge);
+void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag);
+Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
+                     const Tensor& w_offdiag, const Hinge& hinge);
+
+// ---- VICReg ------------------------------------------------------------------------------
+
+/// The terms from their sums (the scale factors of the terms, written once):
+///   invariance = sq_diff / (n P d) | (n P),   c(Z) = offdiag / (m^2 d P),  m = n-1 | n,
+///   V = (hinge_a + hinge_b) / 2 | sum.  `shape` is [P, n, d].
+Tensor invariance_of(const Tensor& sq_diff, const Shape& shape, const Settings& s);
+Tensor covariance_of(const Tensor& offdiag, const Shape& shape, const Settings& s);
+Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings& s);
+
+/// The centered pair from which the fused forward is assembled (by the composite or the CPU
+/// kernel): Zc of both views, their column sums of squares (undefined: computed by the core),
+/// mean_a - mean_b [P, d], and sum (Za - Zb)^2 (0-dim).
+struct CenteredPair {
+  Tensor zc_a, zc_b, colsq_a, colsq_b, mean_diff, sq_diff;
+};
+
+/// The saved tensors of the fused forward, in this order (what _vicreg_fused returns as `saved`).
+enum Saved { kZcA, kZcB, kMeanDiff, kColsqA, kColsqB, kMatA, kMatB, kNumSaved };
+
+using FusedOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, std::vector<Tensor>>;
+FusedOutputs vicreg_forward(CenteredPair pair, const Settings& s);
+
+/// The 0-dim weights of the backward: w_inv on (Za - Zb), w_hinge and w_offdiag per view.
+struct BackwardWeights {
+  Tensor inv, hinge, offdiag;
+};
+BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,
+                                        const Tensor& g_var, const Tensor& g_cov,
+                                        const Shape& shape, const Settings& s);
+
+/// (loss, invariance, variance, covariance) from tensor ops on the views, for autograd to
+/// differentiate (the fused_backward=False path).
+std::tuple<Tensor, Tensor, Tensor, Tensor> vicreg_terms_tensor_ops(const Tensor& z_a,
+                                                                   const Tensor& z_b,
+                                                                   const Settings& s);
+/// Each term of one view or pair alone, from tensor ops (the functional API).
+Tensor invariance_term(const Tensor& z_a, const Tensor& z_b, const Settings& s);
+Tensor variance_term(const Tensor& z, const Settings& s);
+Tensor covariance_term(const Tensor& z, const Settings& s);
+
+// ---- VCReg -------------------------------------------------------------------------------
+
+/// var_coeff * v(X) + cov_coeff / ((N-1)^2 d (d-1)) * offdiag, X the [N, d] samples-by-channels
+/// matrix: the penalty from tensor ops (differentiable by autograd), and its gradient in x's
+/// layout (compute dtype) as the layer injects it.
+Tensor vcreg_penalty(const Tensor& x, const VCRegSettings& s);
+Tensor vcreg_gradient(const Tensor& x, const VCRegSettings& s);
+
+}  // namespace vicreg::ops

@@ -1,0 +1,67 @@
+#pragma once
+// Sizes as PyTorch 2 traces them. Under torch.compile and torch.export (AOTAutograd,
+// FakeTensor) a size may be symbolic: size(i) and numel() throw there, and turning a size into
+// a double would fix the traced graph to one batch size. So the code on the traced path (the
+// fronts, the composite kernels, the math core, the autograd Functions) reads sizes through
+// these helpers, keeps them symbolic in its arithmetic, and lets a comparison record a guard.
+// LibTorch 1.13 has no usable symbolic arithmetic; there the same names are plain integers.
+// This header is the only place where the two spellings differ.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+#include <c10/core/Scalar.h>
+#include <torch/version.h>
+
+#include <vector>
+
+#if TORCH_VERSION_MAJOR >= 2
+#include <c10/core/SymInt.h>
+#define VICREG_SYMBOLIC_SIZES 1
+#else
+#define VICREG_SYMBOLIC_SIZES 0
+#endif
+
+namespace vicreg::ops {
+
+#if VICREG_SYMBOLIC_SIZES
+/// A size: symbolic while PyTorch 2 traces, a plain integer otherwise. Comparisons give bool
+/// and record a guard.
+using Dim = c10::SymInt;
+using Shape = std::vector<c10::SymInt>;
+
+inline Dim size_of(const at::Tensor& t, int64_t i) { return t.sym_size(i); }
+inline Dim numel_of(const at::Tensor& t) { return t.sym_numel(); }
+inline Shape shape_of(const at::Tensor& t) { return t.sym_sizes().vec(); }
+inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape_symint(s); }
+/// A size as a Scalar (a tensor divided by it), and c / x as a Scalar (a tensor multiplied by
+/// it): plain numbers in eager mode, symbolic ones while tracing.
+inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
+inline c10::Scalar ratio(double c, const Dim& x) { return c10::SymFloat(c) / c10::SymFloat(x); }
+/// A shape kept between forward and backward (autograd's saved_data) and read back.
+inline c10::IValue to_ivalue(const Shape& s) { return c10::IValue(c10::SymIntArrayRef(s)); }
+inline Shape shape_from_ivalue(const c10::IValue& v) { return v.toSymIntVector(); }
+/// The shape for an error message.
+inline c10::SymIntArrayRef sizes_of(const at::Tensor& t) { return t.sym_sizes(); }
+#else
+using Dim = int64_t;
+using Shape = std::vector<int64_t>;
+
+inline Dim size_of(const at::Tensor& t, int64_t i) { return t.size(i); }
+inline Dim numel_of(const at::Tensor& t) { return t.numel(); }
+inline Shape shape_of(const at::Tensor& t) { return t.sizes().vec(); }
+inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape(s); }
+inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
+inline c10::Scalar ratio(double c, const Dim& x) { return c / static_cast<double>(x); }
+inline c10::IValue to_ivalue(const Shape& s) { return c10::IValue(s); }
+inline Shape shape_from_ivalue(const c10::IValue& v) { return v.toIntVector(); }
+inline at::IntArrayRef sizes_of(const at::Tensor& t) { return t.sizes(); }
+#endif
+
+/// Whether a tensor is a tracing stand-in (a FakeTensor, a functional wrapper of
+/// torch.compile / torch.export, or C++ functionalization) rather than memory of its own.
+inline bool is_traced(const at::Tensor& t) {
+  return t.key_set().has_any(c10::DispatchKeySet(
+      {c10::DispatchKey::Python, c10::DispatchKey::Functionalize}));
+}
+
+}  // namespace vicreg::ops

@@ -1,0 +1,31 @@
+// Test-only operators: the composite kernels of the fused VICReg ops (what CUDA, meta and the
+// other backends run) under their own names, so that the tests run them on CPU tensors beside
+// the CPU kernels, through the dispatcher. Linked into the test programs only: the installed
+// library registers none of these.
+
+#include <torch/library.h>
+
+#include <string>
+
+#include "ops/composite/kernels.h"
+
+namespace vicreg::ops {
+
+TORCH_LIBRARY_FRAGMENT(vicreg, m) {
+  const std::string settings = Settings::kSchema;
+  const std::string grads =
+      "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
+  m.def(("_vicreg_fused_composite(Tensor z_a, Tensor z_b, " + settings +
+         ") -> (Tensor, Tensor, Tensor, Tensor, Tensor[])").c_str(),
+        TORCH_FN((WithSettings<composite::vicreg_fused, FusedHead, Settings>::call)));
+  m.def(("_vicreg_fused_backward_composite(" + grads + "Tensor[] saved, " + settings +
+         ") -> (Tensor, Tensor)").c_str(),
+        TORCH_FN((WithSettings<composite::vicreg_fused_backward, FusedBackwardHead,
+                               Settings>::call)));
+  m.def(("_vicreg_fused_backward_composite_(" + grads + "Tensor(a!)[] saved, " + settings +
+         ") -> ()").c_str(),
+        TORCH_FN((WithSettings<composite::vicreg_fused_backward_, FusedBackwardInplaceHead,
+                               Settings>::call)));
+}
+
+}  // namespace vicreg::ops
