@@ -172,6 +172,29 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tens
 
 }  // namespace
 
+const char* const kSavedSchema =
+    "Tensor zc_a, Tensor zc_b, Tensor mean_diff, Tensor colsq_a, Tensor colsq_b, Tensor mat_a, "
+    "Tensor mat_b";
+
+std::vector<Tensor> saved_of(const FusedOutputs& out) {
+  const auto all = std::apply([](const auto&... t) { return std::vector<Tensor>{t...}; }, out);
+  return {all.begin() + 4, all.end()};
+}
+
+namespace {
+
+template <size_t... I>
+FusedOutputs outputs_of(const std::vector<Tensor>& v, std::index_sequence<I...>) {
+  return FusedOutputs{v[I]...};
+}
+
+}  // namespace
+
+FusedOutputs fused_outputs(const std::vector<Tensor>& v) {
+  TORCH_INTERNAL_ASSERT(v.size() == 4 + kNumSaved);
+  return outputs_of(v, std::make_index_sequence<4 + kNumSaved>());
+}
+
 FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
   const auto shape = ops::shape_of(p.zc_a);
   auto a = view_stats(p.zc_a, std::move(p.colsq_a), s.hinge);
@@ -179,10 +202,10 @@ FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
   auto [loss, inv, var, cov] =
       weighted(invariance_of(p.sq_diff, shape, s), variance_of(a.hinge, b.hinge, s),
                covariance_of(a.offdiag + b.offdiag, shape, s), s);
-  std::vector<Tensor> saved = {std::move(p.zc_a),  std::move(p.zc_b),  std::move(p.mean_diff),
-                               std::move(a.colsq), std::move(b.colsq), std::move(a.mat),
-                               std::move(b.mat)};
-  return {loss, inv, var, cov, std::move(saved)};
+  return {std::move(loss),   std::move(inv),     std::move(var),
+          std::move(cov),    std::move(p.zc_a),  std::move(p.zc_b),
+          std::move(p.mean_diff), std::move(a.colsq), std::move(b.colsq),
+          std::move(a.mat),  std::move(b.mat)};
 }
 
 BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,

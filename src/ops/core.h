@@ -19,7 +19,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ops/settings.h"
@@ -101,7 +103,17 @@ struct CenteredPair {
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns as `saved`).
 enum Saved { kZcA, kZcB, kMeanDiff, kColsqA, kColsqB, kMatA, kMatB, kNumSaved };
 
-using FusedOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, std::vector<Tensor>>;
+/// What _vicreg_fused returns: the loss, the three terms, then the kNumSaved saved tensors as
+/// outputs of their own. (Not one Tensor[]: AOTAutograd's default partitioner would save that
+/// list as one value, which PyTorch 2 cannot take.)
+using FusedOutputs = decltype(std::tuple_cat(std::declval<std::array<Tensor, 4 + kNumSaved>>()));
+/// The saved tensors of a FusedOutputs, in Saved order, and the outputs from the four values and
+/// the saved list.
+std::vector<Tensor> saved_of(const FusedOutputs& out);
+FusedOutputs fused_outputs(const std::vector<Tensor>& loss_terms_saved);
+/// The schema's names of the saved outputs, after the loss and the terms.
+VICREG_EXPORT extern const char* const kSavedSchema;  // (exported for the test-only ops)
+
 FusedOutputs vicreg_forward(CenteredPair pair, const Settings& s);
 
 /// The 0-dim weights of the backward: w_inv on (Za - Zb), w_hinge and w_offdiag per view.

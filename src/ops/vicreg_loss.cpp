@@ -68,8 +68,8 @@ Terms vicreg_terms(const Tensor& z_a, const Tensor& z_b, const Settings& s, bool
   }
   Terms t;
   if (fused_backward) {
-    auto [loss, inv, var, cov, saved] = call_with(fused_op(), s, z_a, z_b);
-    t = {loss, inv, var, cov};
+    const auto out = call_with(fused_op(), s, z_a, z_b);
+    t = {std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out)};
   } else {
     t = vicreg_terms_tensor_ops(z_a, z_b, s);
   }
@@ -113,8 +113,8 @@ TORCH_LIBRARY(vicreg, m) {
   const std::string grads =
       "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
   m.def(("_vicreg_fused(Tensor z_a, Tensor z_b, " + settings +
-         ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, "
-         "Tensor[] saved)").c_str());
+         ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
+         ops::kSavedSchema + ")").c_str());
   m.def(("_vicreg_fused_backward(" + grads + "Tensor[] saved, " + settings +
          ") -> (Tensor, Tensor)").c_str());
   m.def(("_vicreg_fused_backward_(" + grads + "Tensor(a!)[] saved, " + settings + ") -> ()")

@@ -16,7 +16,8 @@ TORCH_LIBRARY_FRAGMENT(vicreg, m) {
   const std::string grads =
       "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
   m.def(("_vicreg_fused_composite(Tensor z_a, Tensor z_b, " + settings +
-         ") -> (Tensor, Tensor, Tensor, Tensor, Tensor[])").c_str(),
+         ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
+         kSavedSchema + ")").c_str(),
         TORCH_FN((WithSettings<composite::vicreg_fused, FusedHead, Settings>::call)));
   m.def(("_vicreg_fused_backward_composite(" + grads + "Tensor[] saved, " + settings +
          ") -> (Tensor, Tensor)").c_str(),

@@ -42,16 +42,15 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
     ctx->saved_data["dtype_a"] = static_cast<int64_t>(z_a.scalar_type());
     ctx->saved_data["dtype_b"] = static_cast<int64_t>(z_b.scalar_type());
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, inv, var, cov, saved] = call_with(fused_op(), s, z_a, z_b);
+    const auto out = call_with(fused_op(), s, z_a, z_b);
+    const auto saved = saved_of(out);
     std::vector<int64_t> versions;
     for (const auto& t : saved) versions.push_back(t._version());
     ctx->saved_data["saved"] = saved;
     ctx->saved_data["versions"] = versions;
     ctx->mark_non_differentiable(saved);
     ctx->set_materialize_grads(false);  // no zeros the size of the saved tensors
-    variable_list out = {loss, inv, var, cov};
-    out.insert(out.end(), saved.begin(), saved.end());
-    return out;
+    return std::apply([](const auto&... t) { return variable_list{t...}; }, out);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -95,8 +94,7 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
 };
 
 FusedOutputs fused_autograd(const Tensor& z_a, const Tensor& z_b, const Settings& s) {
-  auto out = VICRegFusedFunction::apply(z_a, z_b, s);
-  return {out[0], out[1], out[2], out[3], std::vector<Tensor>(out.begin() + 4, out.end())};
+  return fused_outputs(VICRegFusedFunction::apply(z_a, z_b, s));
 }
 
 // The backward ops' gradient is not differentiable: refuse to build a graph through it.
