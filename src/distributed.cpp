@@ -19,7 +19,6 @@
 
 #include <torch/version.h>
 
-#include "checks.h"
 #include "vicreg/distributed.h"
 
 namespace vicreg::distributed {

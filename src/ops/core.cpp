@@ -31,10 +31,10 @@ Dim invariance_count(const Shape& shape, const Settings& s) {
   return s.invariance == InvarianceNorm::ElementMean ? samples * shape[2] : samples;
 }
 
-// c(Z) = offdiag / (m^2 d P).
-Dim covariance_count(const Shape& shape, const Settings& s) {
+// c(Z) = offdiag / (m^2 d P), times c.
+c10::Scalar covariance_scale(double c, const Shape& shape, const Settings& s) {
   const auto m = covariance_denominator(shape[1], s);
-  return m * m * shape[2] * shape[0];
+  return ratio(c, {m, m, shape[2] * shape[0]});
 }
 
 double view_weight(const Settings& s) {
@@ -118,7 +118,7 @@ Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const T
   const auto s = hinge_input(colsq, n, h);
   const auto active = (s < h.gamma).to(colsq.scalar_type());
   auto coef = h.form == VarianceForm::Std ? active / (s * as_scalar(count * -1))
-                                          : active * ratio(-2.0, count);
+                                          : active * ratio(-2.0, {count});
   coef = coef * w_hinge;
   if (gram) coef = coef - colsq * (w_offdiag * 4.0);  // the -Zc diag(colsq) part
   return coef;
@@ -155,7 +155,7 @@ Tensor invariance_of(const Tensor& sq_diff, const Shape& shape, const Settings& 
 }
 
 Tensor covariance_of(const Tensor& offdiag, const Shape& shape, const Settings& s) {
-  return offdiag * ratio(1.0, covariance_count(shape, s));
+  return offdiag * covariance_scale(1.0, shape, s);
 }
 
 Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings& s) {
@@ -211,9 +211,9 @@ FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
 BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,
                                         const Tensor& g_var, const Tensor& g_cov,
                                         const Shape& shape, const Settings& s) {
-  return {(g_loss * s.inv_coeff + g_inv) * ratio(2.0, invariance_count(shape, s)),
+  return {(g_loss * s.inv_coeff + g_inv) * ratio(2.0, {invariance_count(shape, s)}),
           (g_loss * s.var_coeff + g_var) * view_weight(s),
-          (g_loss * s.cov_coeff + g_cov) * ratio(1.0, covariance_count(shape, s))};
+          (g_loss * s.cov_coeff + g_cov) * covariance_scale(1.0, shape, s)};
 }
 
 namespace {
@@ -254,35 +254,35 @@ Tensor covariance_term(const Tensor& z, const Settings& s) {
 namespace {
 
 struct VCRegView {
-  Tensor zc;     // [1, N, d]
-  bool covariance;
-  Dim cov_count;  // (N-1)^2 d (d-1): the covariance part is offdiag / cov_count
+  Tensor zc;        // [1, N, d]
+  bool channels;    // d >= 2: there is an off-diagonal covariance
+  c10::Scalar cov;  // cov_coeff / ((N-1)^2 d (d-1)): the covariance part is offdiag * cov
 };
 
 VCRegView vcreg_view(const Tensor& x, const VCRegSettings& s) {
   const auto x2 = as_samples_by_channels(to_compute_dtype(x), s.channel_dim);
   const auto n = size_of(x2, 0), d = size_of(x2, 1);
-  const bool covariance = d >= 2 && s.cov_coeff != 0;
-  return {center(x2.unsqueeze(0)).zc, covariance, (n - 1) * (n - 1) * d * (d - 1)};
+  return {center(x2.unsqueeze(0)).zc, d >= 2,
+          ratio(s.cov_coeff, {n - 1, n - 1, d, d - 1})};
 }
 
 }  // namespace
 
 Tensor vcreg_penalty(const Tensor& x, const VCRegSettings& s) {
   const auto v = vcreg_view(x, s);
-  const bool cov = size(v.zc, 2) >= 2;
-  const auto st = view_stats(v.zc, {}, s.hinge, cov);
+  const auto st = view_stats(v.zc, {}, s.hinge, v.channels);
   auto penalty = st.hinge * s.var_coeff;
-  return cov ? penalty + st.offdiag * ratio(s.cov_coeff, v.cov_count) : penalty;
+  return v.channels ? penalty + st.offdiag * v.cov : penalty;
 }
 
 Tensor vcreg_gradient(const Tensor& x, const VCRegSettings& s) {
   const auto v = vcreg_view(x, s);
-  const auto st = view_stats(v.zc, {}, s.hinge, v.covariance);
+  // (no covariance gradient to compute when its weight is 0)
+  const bool covariance = v.channels && s.cov_coeff != 0;
+  const auto st = view_stats(v.zc, {}, s.hinge, covariance);
   const auto opts = v.zc.options().device(at::kCPU);
-  const auto w_offdiag = v.covariance
-                             ? at::scalar_tensor(1.0, opts) * ratio(s.cov_coeff, v.cov_count)
-                             : at::zeros({}, opts);
+  const auto w_offdiag =
+      covariance ? at::scalar_tensor(1.0, opts) * v.cov : at::zeros({}, opts);
   const auto g = view_gradient(v.zc, st, at::scalar_tensor(s.var_coeff, opts), w_offdiag,
                                s.hinge);
   // [1, N, d] -> x's layout: undo the reshape, then move the channels back.

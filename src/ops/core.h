@@ -100,7 +100,8 @@ struct CenteredPair {
   Tensor zc_a, zc_b, colsq_a, colsq_b, mean_diff, sq_diff;
 };
 
-/// The saved tensors of the fused forward, in this order (what _vicreg_fused returns as `saved`).
+/// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the
+/// loss and the terms).
 enum Saved { kZcA, kZcB, kMeanDiff, kColsqA, kColsqB, kMatA, kMatB, kNumSaved };
 
 /// What _vicreg_fused returns: the loss, the three terms, then the kNumSaved saved tensors as

@@ -5,7 +5,7 @@
 // registered for CPU, where they win over the composite), autograd/ (the Functions).
 //
 //   vicreg_loss, vicreg_terms   public fronts (CompositeImplicitAutograd): convention + knobs
-//   _vicreg_fused               forward: loss, terms, and `saved` (ops::Saved order)
+//   _vicreg_fused               forward: loss, terms, then the saved tensors (ops::Saved order)
 //   _vicreg_fused_backward      the hand-written gradient, [P, n, d] per view, compute dtype
 //   _vicreg_fused_backward_     the same, written over the saved list (the gradients replace
 //                               zc_a and zc_b; the matrices are overwritten too): what the

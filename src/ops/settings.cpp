@@ -91,14 +91,14 @@ template ViewReduction parse_knob<ViewReduction>(c10::string_view);
 template CovarianceNorm parse_knob<CovarianceNorm>(c10::string_view);
 
 Settings Settings::parse(const Args& args) {
+  // (c1..c3 are the coefficients, target and offset the hinge's gamma and eps.) The knobs
+  // are parsed in schema order, so that of two bad ones the first is reported.
   const auto& [c1, c2, c3, target, offset, invariance_name, form, views, norm] = args;
-  return {c1,
-          c2,
-          c3,
-          {parse_knob<VarianceForm>(form), target, offset},
-          parse_knob<InvarianceNorm>(invariance_name),
-          parse_knob<ViewReduction>(views),
-          parse_knob<CovarianceNorm>(norm)};
+  const auto invariance_knob = parse_knob<InvarianceNorm>(invariance_name);
+  const auto form_knob = parse_knob<VarianceForm>(form);
+  const auto views_knob = parse_knob<ViewReduction>(views);
+  const auto norm_knob = parse_knob<CovarianceNorm>(norm);
+  return {c1, c2, c3, {form_knob, target, offset}, invariance_knob, views_knob, norm_knob};
 }
 
 Settings::Args Settings::args() const {

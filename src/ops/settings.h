@@ -2,7 +2,8 @@
 // The settings of the operators, as one value each: `Settings` for VICReg (nine knobs) and
 // `VCRegSettings` for the VCReg layer. An operator's schema lists the knobs by name; its
 // kernels receive the parsed value, and the autograd Functions keep it as one entry of
-// saved_data. Adding a knob touches the struct, `parse`/`args` and the schema string.
+// saved_data. Adding a knob touches the struct, `parse`/`args`, the schema string, and where
+// it is read from the public options and the fronts' arguments (`of`, `Front::parse`).
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Optional.h>

@@ -14,7 +14,11 @@
 
 #include <vector>
 
-#if TORCH_VERSION_MAJOR >= 2
+#include <initializer_list>
+
+// From 2.4, the version that torch.library.opcheck (and so the tests of this path) starts at;
+// 2.0-2.3 build with the plain integers.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #include <c10/core/SymInt.h>
 #define VICREG_SYMBOLIC_SIZES 1
 #else
@@ -34,9 +38,16 @@ inline Dim numel_of(const at::Tensor& t) { return t.sym_numel(); }
 inline Shape shape_of(const at::Tensor& t) { return t.sym_sizes().vec(); }
 inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape_symint(s); }
 /// A size as a Scalar (a tensor divided by it), and c / x as a Scalar (a tensor multiplied by
-/// it): plain numbers in eager mode, symbolic ones while tracing.
+/// it): plain numbers in eager mode, symbolic ones while tracing. (as_scalar is for sizes up to
+/// numel(); ratio for products that may be larger.)
 inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
-inline c10::Scalar ratio(double c, const Dim& x) { return c10::SymFloat(c) / c10::SymFloat(x); }
+/// c / (x1 x2 ...), the product taken in floating point (a product of sizes such as
+/// (n-1)^2 d (d-1) can pass the range of int64).
+inline c10::Scalar ratio(double c, std::initializer_list<Dim> xs) {
+  c10::SymFloat r(c);
+  for (const auto& x : xs) r = r / c10::SymFloat(x);
+  return r;
+}
 /// A shape kept between forward and backward (autograd's saved_data) and read back.
 inline c10::IValue to_ivalue(const Shape& s) { return c10::IValue(c10::SymIntArrayRef(s)); }
 inline Shape shape_from_ivalue(const c10::IValue& v) { return v.toSymIntVector(); }
@@ -51,7 +62,10 @@ inline Dim numel_of(const at::Tensor& t) { return t.numel(); }
 inline Shape shape_of(const at::Tensor& t) { return t.sizes().vec(); }
 inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape(s); }
 inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
-inline c10::Scalar ratio(double c, const Dim& x) { return c / static_cast<double>(x); }
+inline c10::Scalar ratio(double c, std::initializer_list<Dim> xs) {
+  for (const auto& x : xs) c /= static_cast<double>(x);
+  return c;
+}
 inline c10::IValue to_ivalue(const Shape& s) { return c10::IValue(s); }
 inline Shape shape_from_ivalue(const c10::IValue& v) { return v.toIntVector(); }
 inline at::IntArrayRef sizes_of(const at::Tensor& t) { return t.sizes(); }

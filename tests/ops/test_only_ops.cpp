@@ -17,16 +17,23 @@ TORCH_LIBRARY_FRAGMENT(vicreg, m) {
       "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
   m.def(("_vicreg_fused_composite(Tensor z_a, Tensor z_b, " + settings +
          ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
-         kSavedSchema + ")").c_str(),
-        TORCH_FN((WithSettings<composite::vicreg_fused, FusedHead, Settings>::call)));
+         kSavedSchema + ")").c_str());
   m.def(("_vicreg_fused_backward_composite(" + grads + "Tensor[] saved, " + settings +
-         ") -> (Tensor, Tensor)").c_str(),
-        TORCH_FN((WithSettings<composite::vicreg_fused_backward, FusedBackwardHead,
-                               Settings>::call)));
+         ") -> (Tensor, Tensor)").c_str());
   m.def(("_vicreg_fused_backward_composite_(" + grads + "Tensor(a!)[] saved, " + settings +
-         ") -> ()").c_str(),
-        TORCH_FN((WithSettings<composite::vicreg_fused_backward_, FusedBackwardInplaceHead,
-                               Settings>::call)));
+         ") -> ()").c_str());
+}
+
+// For CompositeExplicitAutograd, as the real ops' composite kernels are.
+TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {
+  m.impl("_vicreg_fused_composite",
+         TORCH_FN((WithSettings<composite::vicreg_fused, FusedHead, Settings>::call)));
+  m.impl("_vicreg_fused_backward_composite",
+         TORCH_FN((WithSettings<composite::vicreg_fused_backward, FusedBackwardHead,
+                                Settings>::call)));
+  m.impl("_vicreg_fused_backward_composite_",
+         TORCH_FN((WithSettings<composite::vicreg_fused_backward_, FusedBackwardInplaceHead,
+                                Settings>::call)));
 }
 
 }  // namespace vicreg::ops

@@ -78,8 +78,18 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
 
 // The row loops of both passes, compiled twice (AVX2 and the baseline x86-64) and picked at
 // load time by the CPU (GCC's target_clones): the passes work in double, and AVX2 doubles the
-// values per instruction over the baseline's SSE2.
-#if defined(__x86_64__) && (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+// values per instruction over the baseline's SSE2. Not under ThreadSanitizer: the clones'
+// resolvers (IFUNCs) run while the dynamic loader relocates the library, before the TSan
+// runtime is up, and their instrumented entry crashes the program before main.
+#if defined(__SANITIZE_THREAD__)
+#define VICREG_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VICREG_THREAD_SANITIZER 1
+#endif
+#endif
+#if defined(__x86_64__) && !defined(VICREG_THREAD_SANITIZER) && \
+    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
 #define VICREG_CPU_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VICREG_CPU_CLONES
