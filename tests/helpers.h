@@ -153,8 +153,8 @@ inline std::string device_dtype_name(const ::testing::TestParamInfo<DeviceDtype>
          std::string(c10::toString(info.param.dtype));
 }
 
-// The devices the suites are instantiated for: CPU, and CUDA where a GPU is found (so a machine
-// without one lists no CUDA cases; Devices.CudaCasesRunWhereAGpuIs says so once).
+// The devices the suites are instantiated for: CPU, and CUDA where a GPU is found (a machine
+// without one lists no CUDA cases).
 inline std::vector<torch::DeviceType> test_devices() {
   if (torch::cuda::is_available()) return {torch::kCPU, torch::kCUDA};
   return {torch::kCPU};
@@ -178,20 +178,11 @@ inline std::string device_name(const ::testing::TestParamInfo<torch::DeviceType>
 // options and the comparison tolerance (1e-10 relative in float64, 1e-5 in float32).
 class DeviceDtypeTest : public ::testing::TestWithParam<DeviceDtype> {
  protected:
-  void SetUp() override;
   torch::TensorOptions opts() const {
     return torch::TensorOptions().device(GetParam().device).dtype(GetParam().dtype);
   }
   double tol() const { return GetParam().dtype == torch::kFloat64 ? 1e-10 : 1e-5; }
 };
-
-#define VICREG_SKIP_IF_NO_DEVICE(device)                                         \
-  do {                                                                           \
-    if ((device) == torch::kCUDA && !torch::cuda::is_available())                \
-      GTEST_SKIP() << "CUDA is not available on this machine (no GPU found)";  \
-  } while (0)
-
-inline void DeviceDtypeTest::SetUp() { VICREG_SKIP_IF_NO_DEVICE(GetParam().device); }
 
 // Asserts that `stmt` throws a c10::Error whose message contains `needle`.
 #define EXPECT_THROW_WITH(stmt, needle)                                                   \

@@ -347,7 +347,6 @@ INSTANTIATE_TEST_SUITE_P(DeviceDtype, LossTest, ::testing::ValuesIn(device_dtype
 
 class GradCheckTest : public ::testing::TestWithParam<torch::DeviceType> {
  protected:
-  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam()); }
 };
 
 TEST_P(GradCheckTest, BothBackwardsMatchCentralDifferences) {
@@ -430,7 +429,6 @@ TEST(Meta, ForwardAndBothBackwardsGiveShapesOnMetaTensors) {
 
 class PrecisionTest : public ::testing::TestWithParam<torch::DeviceType> {
  protected:
-  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam()); }
 };
 
 // n x d rows whose covariance is the identity on their span (all nonzero singular values of the
@@ -520,7 +518,6 @@ INSTANTIATE_TEST_SUITE_P(Device, PrecisionTest, ::testing::ValuesIn(test_devices
 
 class HalfTest : public ::testing::TestWithParam<DeviceDtype> {
  protected:
-  void SetUp() override { VICREG_SKIP_IF_NO_DEVICE(GetParam().device); }
 };
 
 TEST_P(HalfTest, LargeMagnitudesStayFiniteAndCloseToFloat32) {
@@ -553,15 +550,6 @@ TEST_P(HalfTest, LargeMagnitudesStayFiniteAndCloseToFloat32) {
 INSTANTIATE_TEST_SUITE_P(DeviceDtype, HalfTest,
                          ::testing::ValuesIn(device_dtype_grid({torch::kHalf, torch::kBFloat16})),
                          device_dtype_name);
-
-// Without a GPU the CUDA cases are not instantiated; this one line says so in the test list.
-TEST(Devices, CudaCasesRunWhereAGpuIs) {
-  if (!torch::cuda::is_available()) {
-    GTEST_SKIP() << "no GPU found: the CUDA cases of the (device, dtype) suites are not "
-                    "instantiated on this machine";
-  }
-  EXPECT_EQ(test_devices().back(), torch::kCUDA);
-}
 
 // ---- bad input ----------------------------------------------------------------------------
 
