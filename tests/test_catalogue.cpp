@@ -276,6 +276,9 @@ void add_idx_rows(std::vector<Row>& rows) {
   rows.push_back({"IDX: a dim of size 0", read("zero.gz"), "dim 1 has size 0"});
   write_gz(dir / "huge.gz", idx_bytes({1u << 30, 1u << 30}, 0));
   rows.push_back({"IDX: implausibly large header", read("huge.gz"), "implausibly large"});
+  write_gz(dir / "claims.gz", idx_bytes({1u << 20, 64}, 16));
+  rows.push_back({"IDX: header declares more data than the file can hold", read("claims.gz"),
+                  "more than a gzip file of"});
   write_gz(dir / "short.gz", idx_bytes({10, 10}, 99));
   rows.push_back({"IDX: truncated data", read("short.gz"), "truncated"});
   write_gz(dir / "header.gz", {0, 0, 8, 3, 0, 0});

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -71,6 +72,12 @@ at::Tensor read_idx_gz(const std::string& path) {
     TORCH_CHECK(total <= (int64_t(1) << 34), "read_idx_gz: '", path,
                 "': header declares an implausibly large tensor");
   }
+  // Deflate expands at most 1032-fold, so a file of F bytes holds at most about 1032 F bytes of
+  // data: a header that declares more is refused before the allocation it would drive.
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  TORCH_CHECK(total <= file_bytes * 1032 + 1024, "read_idx_gz: '", path, "': header declares ",
+              total, " bytes of data, more than a gzip file of ", file_bytes,
+              " bytes can hold (truncated, or a corrupt header)");
   auto out = at::empty(sizes, at::kByte);
   read_exact(f.get(), out.data_ptr<uint8_t>(), static_cast<size_t>(total), path, "data");
   unsigned char extra;
