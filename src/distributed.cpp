@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -123,15 +124,35 @@ class GatherFunction : public torch::autograd::Function<GatherFunction> {
   }
 };
 
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
+// A variable of the environment as a decimal integer in [lo, hi].
+int env_int(const char* name, const char* v, long lo, long hi) {
   TORCH_CHECK(v != nullptr && *v != 0, "vicreg::distributed::init_from_env: environment variable ",
               name, " is not set (torchrun sets RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)");
   char* end = nullptr;
+  errno = 0;
   const long x = std::strtol(v, &end, 10);
-  TORCH_CHECK(end != v && *end == 0 && x >= 0, "vicreg::distributed::init_from_env: ", name,
-              " must be a non-negative integer, got '", v, "'");
+  TORCH_CHECK(end != v && *end == 0 && errno == 0 && x >= lo && x <= hi,
+              "vicreg::distributed::init_from_env: ", name, " must be an integer in [", lo, ", ",
+              hi, "], got '", v, "'");
   return static_cast<int>(x);
+}
+
+// "eth0, eth1" -> {eth0, eth1}; a list that names nothing is an error.
+std::vector<std::string> socket_ifnames(const char* env) {
+  std::vector<std::string> names;
+  std::string name;
+  for (const char* c = env;; ++c) {
+    if (*c == ',' || *c == 0) {
+      if (!name.empty()) names.push_back(name);
+      name.clear();
+      if (*c == 0) break;
+    } else if (*c != ' ') {
+      name += *c;
+    }
+  }
+  TORCH_CHECK(!names.empty(), "vicreg::distributed: GLOO_SOCKET_IFNAME='", env,
+              "' names no interface; expected e.g. eth0 or eth0,eth1");
+  return names;
 }
 
 // ---- where the Gloo transport binds ----------------------------------------------------------
@@ -243,20 +264,7 @@ c10::optional<Transport> configured_transport(const GlooEndpoint& e) {
   if (!e.address.empty()) return address_transport(e.address, "GlooEndpoint");
   const char* env = std::getenv("GLOO_SOCKET_IFNAME");
   if (env == nullptr || *env == 0) return c10::nullopt;
-  std::vector<std::string> names;
-  std::string name;
-  for (const char* c = env;; ++c) {
-    if (*c == ',' || *c == 0) {
-      if (!name.empty()) names.push_back(name);
-      name.clear();
-      if (*c == 0) break;
-    } else if (*c != ' ') {
-      name += *c;
-    }
-  }
-  TORCH_CHECK(!names.empty(), "vicreg::distributed: GLOO_SOCKET_IFNAME='", env,
-              "' names no interface; expected e.g. eth0 or eth0,eth1");
-  return interfaces_transport(names, std::string("GLOO_SOCKET_IFNAME=") + env);
+  return interfaces_transport(socket_ifnames(env), std::string("GLOO_SOCKET_IFNAME=") + env);
 }
 
 // The address this host's name resolves to, unless that is a loopback address while the master
@@ -400,18 +408,29 @@ std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& st
                                                                "every rank on this host"));
 }
 
-std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout,
-                                     const GlooEndpoint& endpoint) {
-  const int rank = env_int("RANK");
-  const int size = env_int("WORLD_SIZE");
-  const int port = env_int("MASTER_PORT");
-  const char* addr = std::getenv("MASTER_ADDR");
+EnvConfig parse_env(const std::function<const char*(const char*)>& getenv_fn) {
+  auto get = [&](const char* name) { return getenv_fn ? getenv_fn(name) : std::getenv(name); };
+  constexpr long kMaxRanks = 1 << 24;
+  EnvConfig c;
+  c.world_size = env_int("WORLD_SIZE", get("WORLD_SIZE"), 1, kMaxRanks);
+  c.rank = env_int("RANK", get("RANK"), 0, kMaxRanks - 1);
+  TORCH_CHECK(c.rank < c.world_size, "vicreg::distributed::init_from_env: RANK ", c.rank,
+              " must be below WORLD_SIZE ", c.world_size);
+  c.master_port = env_int("MASTER_PORT", get("MASTER_PORT"), 1, 65535);
+  const char* addr = get("MASTER_ADDR");
   TORCH_CHECK(addr != nullptr && *addr != 0,
               "vicreg::distributed::init_from_env: environment variable MASTER_ADDR is not set");
-  TORCH_CHECK(size >= 1 && rank < size, "vicreg::distributed::init_from_env: RANK ", rank,
-              " must be below WORLD_SIZE ", size);
-  TORCH_CHECK(port > 0 && port < 65536, "vicreg::distributed::init_from_env: MASTER_PORT ",
-              port, " is not a TCP port");
+  c.master_addr = addr;
+  const char* ifnames = get("GLOO_SOCKET_IFNAME");
+  if (ifnames != nullptr && *ifnames != 0) c.socket_ifnames = socket_ifnames(ifnames);
+  return c;
+}
+
+std::shared_ptr<Group> init_from_env(std::chrono::milliseconds timeout,
+                                     const GlooEndpoint& endpoint) {
+  const auto env = parse_env();
+  const int rank = env.rank, size = env.world_size, port = env.master_port;
+  const char* addr = env.master_addr.c_str();
   auto transport = configured_transport(endpoint);
   if (!transport) transport = host_transport(rank, addr);
   c10d::TCPStoreOptions so;

@@ -336,7 +336,11 @@ void add_distributed_rows(std::vector<Row>& rows) {
   rows.push_back({"init_from_env: RANK not a number", [] {
                     Env e({{"RANK", "x"}, {"WORLD_SIZE", "1"}});
                     d::init_from_env(5s);
-                  }, "RANK must be a non-negative integer"});
+                  }, "RANK must be an integer in [0, "});
+  rows.push_back({"init_from_env: RANK beyond the int range (it wrapped to 0 before)", [] {
+                    Env e({{"RANK", "4294967296"}, {"WORLD_SIZE", "2"}});
+                    d::init_from_env(5s);
+                  }, "RANK must be an integer in [0, 16777215], got '4294967296'"});
   rows.push_back({"init_from_env: WORLD_SIZE unset", [] {
                     Env e(Vars{{"RANK", "0"}});
                     d::init_from_env(5s);
@@ -354,7 +358,15 @@ void add_distributed_rows(std::vector<Row>& rows) {
                     Env e({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"},
                            {"MASTER_PORT", "70000"}});
                     d::init_from_env(5s);
-                  }, "MASTER_PORT 70000 is not a TCP port"});
+                  }, "MASTER_PORT must be an integer in [1, 65535], got '70000'"});
+  rows.push_back({"parse_env: GLOO_SOCKET_IFNAME that names nothing", [] {
+                    d::parse_env([](const char* name) -> const char* {
+                      const std::string n = name;
+                      if (n == "GLOO_SOCKET_IFNAME") return " , ,";
+                      if (n == "MASTER_ADDR") return "10.0.0.1";
+                      return n == "MASTER_PORT" ? "29500" : (n == "RANK" ? "0" : "1");
+                    });
+                  }, "names no interface"});
   rows.push_back({"Group around a null process group", [] { d::Group(c10::intrusive_ptr<c10d::ProcessGroup>(), 5000ms); },
                   "expected a process group, got null"});
   const auto path = (scratch_dir("catalogue") / "filestore").string();

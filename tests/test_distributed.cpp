@@ -245,7 +245,7 @@ TEST(Distributed, InitFromEnvNamesWhatIsMissingAndBuildsAWorldOfOne) {
   ::setenv("WORLD_SIZE", "1", 1);
   EXPECT_THROW_WITH(distributed::init_from_env(5s), "environment variable RANK is not set");
   ::setenv("RANK", "x", 1);
-  EXPECT_THROW_WITH(distributed::init_from_env(5s), "RANK must be a non-negative integer");
+  EXPECT_THROW_WITH(distributed::init_from_env(5s), "RANK must be an integer in [0, ");
   ::setenv("RANK", "0", 1);
   ::setenv("MASTER_ADDR", "127.0.0.1", 1);
   ::setenv("MASTER_PORT", std::to_string(free_port()).c_str(), 1);

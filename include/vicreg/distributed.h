@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -70,6 +71,20 @@ VICREG_EXPORT std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c1
                                                      int rank, int size,
                                                      std::chrono::milliseconds timeout,
                                                      const GlooEndpoint& endpoint = {});
+
+/// What init_from_env reads from the environment (as torchrun sets it), parsed and checked.
+struct EnvConfig {
+  int rank = 0, world_size = 1, master_port = 0;
+  std::string master_addr;
+  std::vector<std::string> socket_ifnames;  ///< GLOO_SOCKET_IFNAME's list; empty when unset
+};
+
+/// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and GLOO_SOCKET_IFNAME through `getenv`
+/// (std::getenv by default). A missing or malformed variable is a c10::Error that names it and
+/// says what was expected: RANK and WORLD_SIZE decimal integers with 0 <= RANK < WORLD_SIZE,
+/// MASTER_PORT in 1..65535, MASTER_ADDR not empty, GLOO_SOCKET_IFNAME a comma-separated list
+/// of at least one name.
+VICREG_EXPORT EnvConfig parse_env(const std::function<const char*(const char*)>& getenv = {});
 
 /// Reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun sets them), makes a
 /// TCPStore (rank 0 serves it) and a Gloo process group with `timeout`. A missing or malformed
