@@ -68,9 +68,10 @@ at::Tensor read_idx_gz(const std::string& path) {
     read_exact(f.get(), b, 4, path, "the header");
     sizes[i] = (int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | b[3];
     TORCH_CHECK(sizes[i] > 0, "read_idx_gz: '", path, "': dim ", i, " has size 0");
-    total *= sizes[i];
-    TORCH_CHECK(total <= (int64_t(1) << 34), "read_idx_gz: '", path,
+    // Checked before the product, which could pass int64's range (found by the fuzzer).
+    TORCH_CHECK(sizes[i] <= (int64_t(1) << 34) / total, "read_idx_gz: '", path,
                 "': header declares an implausibly large tensor");
+    total *= sizes[i];
   }
   // Deflate expands at most 1032-fold, so a file of F bytes holds at most about 1032 F bytes of
   // data: a header that declares more is refused before the allocation it would drive.
