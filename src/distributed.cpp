@@ -11,12 +11,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include <torch/version.h>
 
@@ -46,13 +49,53 @@ std::string message_of(const std::exception& e) {
   return e.what();
 }
 
+std::string failure_key(int rank) { return "vicreg/failed/" + std::to_string(rank); }
+
+// After a failed collective: this rank says so in the store, then waits a few seconds for
+// the others to say the same (a peer's exit makes its neighbours' collectives fail at once,
+// and their exits fail the rest). Those that stay silent are the lost ones. Rank 0 serves
+// the store: when it is unreachable, rank 0 is the lost one, unless it had already reported.
+std::string lost_ranks(const Group& g) {
+  const auto& store = g.store();
+  if (!store || g.size() < 2) return "";
+  const auto grace = std::min<std::chrono::milliseconds>(g.timeout(), std::chrono::seconds(5));
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  std::vector<bool> reported(g.size(), false);
+  reported[g.rank()] = true;
+  bool store_lost = false;
+  try {
+    store->set(failure_key(g.rank()), std::vector<uint8_t>{1});
+    for (;;) {
+      for (int r = 0; r < g.size(); ++r) {
+        if (!reported[r]) reported[r] = store->check({failure_key(r)});
+      }
+      if (std::all_of(reported.begin(), reported.end(), [](bool b) { return b; })) break;
+      if (std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  } catch (const std::exception&) {
+    store_lost = true;
+  }
+  std::string lost;
+  for (int r = 0; r < g.size(); ++r) {
+    if (reported[r] || (store_lost && r != 0)) continue;
+    lost += (lost.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (lost.empty()) return "; every rank reported the failure (no rank lost)";
+  return (lost.find(',') == std::string::npos ? "; lost rank: " : "; lost ranks: ") + lost +
+         (store_lost ? " (the store that rank 0 serves is unreachable)"
+                     : " (no report within " + std::to_string(grace.count()) +
+                           " ms: exited or hung)");
+}
+
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std::string& what) {
   try {
     work->wait(g.timeout());
   } catch (const std::exception& e) {
+    const auto message = message_of(e);
     TORCH_CHECK(false, "vicreg::distributed: ", what, " failed on rank ", g.rank(), " of ",
                 g.size(), " (a rank that exited or hung makes its peers fail within the ",
-                g.timeout().count(), " ms timeout): ", message_of(e));
+                g.timeout().count(), " ms timeout): ", message, lost_ranks(g));
   }
 }
 
@@ -109,14 +152,19 @@ class GatherFunction : public torch::autograd::Function<GatherFunction> {
     // The process group itself (ref-counted), so the graph never outlives it.
     ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
     ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
+    if (g->store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g->store());
     return at::cat(parts);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    const auto store = ctx->saved_data.count("store")
+                           ? c10::static_intrusive_pointer_cast<c10d::Store>(
+                                 ctx->saved_data["store"].toCapsule())
+                           : c10::intrusive_ptr<c10d::Store>();
     const Group g(c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(
                       ctx->saved_data["group"].toCapsule()),
-                  std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()));
+                  std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
     std::vector<at::Tensor> t{grads[0].contiguous().clone()};
     wait(g.process_group()->allreduce(t), g, "all_gather backward (all-reduce)");
     return {t[0].narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["rows"].toInt()),
@@ -321,7 +369,8 @@ std::shared_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, 
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices = transport.devices;
   try {
-    return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout);
+    return std::make_shared<Group>(gloo_process_group(store, rank, size, options), timeout,
+                                   store);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "vicreg::distributed: setting up the Gloo process group failed on rank ",
                 rank, " of ", size, " (timeout ", timeout.count(), " ms; this rank's transport: ",
@@ -334,8 +383,8 @@ std::shared_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, 
 }  // namespace
 
 Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
-             std::chrono::milliseconds timeout)
-    : pg_(std::move(process_group)), timeout_(timeout) {
+             std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> store)
+    : pg_(std::move(process_group)), timeout_(timeout), store_(std::move(store)) {
   TORCH_CHECK(pg_, "vicreg::distributed::Group: expected a process group, got null");
   TORCH_CHECK(timeout_.count() > 0, "vicreg::distributed::Group: timeout must be > 0 ms");
 }

@@ -403,6 +403,9 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
     // Before training, not after it.
     cases.push_back({"--train-subset 1000 --few-label-k 600",
                      "600 labelled images per class need 600 training images of each class"});
+    fs::create_directories(dir / "empty");
+    cases.push_back({"--train-subset 256 --resume " + (dir / "empty").string(),
+                     "no checkpoint there"});
   }
   for (const auto& [args, expected] : cases) {
     const auto r = run_trainer(args + " --out-dir " + (dir / "out").string(), dir / "log");

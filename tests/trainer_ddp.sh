@@ -36,10 +36,10 @@ if [ "$n0" -ne 8 ] || ! diff <(cut -d, -f1-6 "$out/rank0/metrics.csv") \
   echo "ranks disagree (or not 8 steps: $n0)"
   exit 1
 fi
-c0=$(grep "parameter checksum" "$out/rank0.log" | awk '{print $5}')
-c1=$(grep "parameter checksum" "$out/rank1.log" | awk '{print $5}')
+c0=$(grep -o "parameter digest [0-9a-f]*" "$out/rank0.log" | awk '{print $3}')
+c1=$(grep -o "parameter digest [0-9a-f]*" "$out/rank1.log" | awk '{print $3}')
 if [ -z "$c0" ] || [ "$c0" != "$c1" ]; then
   echo "parameters differ after training: rank 0 '$c0', rank 1 '$c1'"
   exit 1
 fi
-echo "2 ranks: 8 steps, identical loss terms and parameters (checksum $c0); rank 0 evaluated"
+echo "2 ranks: 8 steps, identical loss terms and parameters (digest $c0); rank 0 evaluated"

@@ -23,16 +23,22 @@ namespace vicreg::distributed {
 /// VICRegLossOptions::process_group to compute the loss on the gathered batch.
 class VICREG_EXPORT Group {
  public:
+  /// With `store` (the one the group was set up over), a failed collective names the lost
+  /// ranks: every rank that sees one fail says so in the store, and the ranks that have not
+  /// said so within a few seconds are named as exited or hung.
   explicit Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
-                 std::chrono::milliseconds timeout = std::chrono::minutes(5));
+                 std::chrono::milliseconds timeout = std::chrono::minutes(5),
+                 c10::intrusive_ptr<c10d::Store> store = {});
   int rank() const;
   int size() const;
   const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return pg_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  const c10::intrusive_ptr<c10d::Store>& store() const { return store_; }
 
  private:
   c10::intrusive_ptr<c10d::ProcessGroup> pg_;
   std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> store_;
 };
 
 /// Concatenates every rank's rows in rank order. Ranks may hold different numbers of rows

@@ -13,11 +13,11 @@
 namespace fs = std::filesystem;
 
 namespace vicreg::apps {
-namespace {
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+namespace {
 
 // Percentages with 4 decimals: 87.68, not 87.680000000000007.
 double round4(double v) { return std::round(v * 1e4) / 1e4; }

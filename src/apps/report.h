@@ -91,6 +91,9 @@ struct RunFacts {
   std::vector<std::pair<std::string, double>> phases;  ///< the time breakdown, seconds
 };
 
+/// Seconds from t0 to now.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
 /// "m:ss" or "h:mm:ss".
 std::string format_duration(double seconds);
 

@@ -53,7 +53,8 @@ struct TrainConfig {
   int64_t few_label_draws = 5;           ///< draws of the labelled images per k
   int64_t curve_every = 100;  ///< steps between learning-curve points (0: no curve)
   // Checkpoints and comparisons.
-  std::string resume;
+  int64_t checkpoint_every = 0;  ///< steps between checkpoints (0: once per epoch)
+  std::string resume;            ///< a run directory to continue (or, with eval_only, evaluate)
   bool eval_only = false;
   std::vector<std::string> compare;
   // Process.

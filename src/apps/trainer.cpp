@@ -26,10 +26,6 @@ namespace fs = std::filesystem;
 namespace vicreg::apps {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 void add_conv_block(torch::nn::Sequential& s, int64_t in, int64_t out, bool pool) {
   s->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false)));
   s->push_back(torch::nn::BatchNorm2d(out));
@@ -104,61 +100,6 @@ torch::nn::Sequential make_projector(int64_t in, const std::vector<int64_t>& dim
 
 torch::nn::Sequential clone_module(const torch::nn::Sequential& m) {
   return torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m->clone()));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The training loop
-
-namespace {
-
-// Sets the learning rate of every group to the cosine decay from base_lr at step 0 to 0 at
-// step `total`, and returns it.
-double set_cosine_lr(torch::optim::Optimizer& opt, double base_lr, int64_t step, int64_t total) {
-  const double lr = base_lr * 0.5 * (1 + std::cos(M_PI * step / std::max<int64_t>(1, total)));
-  for (auto& g : opt.param_groups()) g.options().set_lr(lr);
-  return lr;
-}
-
-}  // namespace
-
-LoopResult train_loop(torch::optim::Optimizer& opt, at::Generator& gen, const LoopSpec& s,
-                      const TrainStep& step) {
-  TORCH_CHECK(s.batch_size >= 1 && s.rows >= s.batch_size, "need at least one batch: ", s.rows,
-              " training images, --batch-size ", s.batch_size);
-  const int64_t per_epoch = s.rows / s.batch_size;
-  ProgressBar bar(s.total_steps);
-  const auto t0 = std::chrono::steady_clock::now();
-  LoopResult r;
-  for (int64_t epoch = 0; r.steps < s.total_steps; ++epoch) {
-    const auto perm = torch::randperm(s.rows, gen);
-    std::vector<double> sums(s.names.size(), 0.0);
-    int64_t count = 0;
-    const auto t_epoch = std::chrono::steady_clock::now();
-    for (int64_t b = 0; b < per_epoch && r.steps < s.total_steps; ++b, ++r.steps, ++count) {
-      const auto t_step = std::chrono::steady_clock::now();
-      const double lr = set_cosine_lr(opt, s.lr, r.steps, s.total_steps);
-      opt.zero_grad();
-      r.last = step(perm.narrow(0, b * s.batch_size, s.batch_size), gen);
-      opt.step();
-      TORCH_CHECK(std::isfinite(r.last.at(0)), s.epoch_prefix,
-                  "the loss became non-finite at step ", r.steps + 1);
-      for (size_t i = 0; i < sums.size(); ++i) sums[i] += r.last[i];
-      const double ips = s.images_per_step / seconds_since(t_step);
-      bar.update(r.steps, epoch, s.names, r.last, ips);
-      std::string extra = s.extra_name.empty() ? "" : ",";
-      if (s.after_step) {
-        const auto t_hook = std::chrono::steady_clock::now();
-        if (const auto v = s.after_step(r.steps + 1)) extra = fmt::format(",{:.4f}", *v);
-        r.hook_seconds += seconds_since(t_hook);
-      }
-      if (s.csv) *s.csv << metrics_csv_row(r.steps, epoch, r.last, ips, lr, extra);
-    }
-    bar.end_epoch();
-    for (auto& v : sums) v /= static_cast<double>(count);
-    fmt::print("{}\n", epoch_line(s.epoch_prefix, epoch, s.names, sums, seconds_since(t_epoch)));
-  }
-  r.seconds = seconds_since(t0);
-  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +205,74 @@ double curve_knn(torch::nn::Sequential& encoder, const CurveData& d, int64_t k) 
   return knn_accuracy(mem, d.memory.labels, q, d.queries.labels, k);
 }
 
+// "name value" lines of every setting that changes the trained weights (a checkpoint of a run
+// whose lines differ is refused), named as on the command line.
+std::string weight_settings(const TrainConfig& c, const ImageSet& train) {
+  const auto& a = c.augment;
+  return fmt::format(
+      "training-images {}\n--encoder-widths {}\n--pool {}\n--proj-dims {}\ndtype float32\n"
+      "--epochs {}\n--batch-size {}\n--max-steps {}\n--lr {}\n--weight-decay {}\n--seed {}\n"
+      "--min-scale {}\n--crop-size {}\n--brightness {}\n--contrast {}\n--noise {}\n"
+      "aspect-ratio {}\nflip {}\n--preset {}\n--inv-coeff {}\n--var-coeff {}\n--cov-coeff {}\n"
+      "--backward {}\n",
+      train.images.size(0), c.encoder_widths, c.pool, c.proj_dims, c.epochs, c.batch_size,
+      c.max_steps, c.lr, c.weight_decay, c.seed, a.min_scale, a.size, a.brightness, a.contrast,
+      a.noise_std, a.max_log_ratio, a.flip_prob, c.preset, c.inv_coeff,
+      c.no_variance ? 0.0 : c.var_coeff, c.cov_coeff, c.backward);
+}
+
+// The checkpoint a resumed run starts from: the newest one in --resume's directory, or with
+// several ranks the newest step that every rank has (a kill may land between two ranks'
+// writes of the same step).
+std::optional<std::filesystem::path> pick_checkpoint(const TrainConfig& c, const Ranks& ranks) {
+  if (c.resume.empty() || c.eval_only) return std::nullopt;
+  const auto found = checkpoints_in(c.resume);
+  std::vector<int64_t> steps;
+  for (const auto& [step, file] : found) steps.push_back(step);
+  int64_t chosen = steps.empty() ? -1 : *std::max_element(steps.begin(), steps.end());
+#ifdef VICREG_WITH_DISTRIBUTED
+  if (ranks.group) {
+    auto mine = at::full({1, 2}, -1.0, at::kDouble);
+    for (size_t i = 0; i < steps.size() && i < 2; ++i) mine[0][i] = double(steps[i]);
+    const auto all = vicreg::distributed::all_gather(mine, *ranks.group);
+    std::string each;
+    chosen = -1;
+    for (int64_t step : steps) {
+      if ((all == double(step)).any(1).all().item<bool>()) chosen = std::max(chosen, step);
+    }
+    for (int64_t r = 0; r < all.size(0); ++r) {
+      each += fmt::format("; rank {}: {} and {}", r, all[r][0].item<double>(),
+                          all[r][1].item<double>());
+    }
+    TORCH_CHECK(chosen >= 0 || all.max().item<double>() < 0, "--resume ", c.resume,
+                ": no checkpoint step that every rank has (steps, -1 for none", each, ")");
+  }
+#endif
+  TORCH_CHECK(chosen >= 0, "--resume ", c.resume, ": no loadable checkpoint there");
+  for (const auto& [step, file] : found) {
+    if (step == chosen) return file;
+  }
+  return std::nullopt;
+}
+
+// metrics.csv of a resumed run: the rows of the steps the checkpoint covers, from the resumed
+// directory, then the new ones.
+void open_metrics(std::ofstream& csv, const fs::path& file, const std::string& header,
+                  const fs::path& resumed_dir, int64_t steps_done) {
+  std::string kept = header;
+  if (steps_done > 0) {
+    std::ifstream in(resumed_dir / "metrics.csv");
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      if (std::stoll(line.substr(0, line.find(','))) > steps_done) break;
+      kept += line + "\n";
+    }
+  }
+  csv.open(file);
+  csv << kept;
+}
+
 LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet& train,
                         const ImageSet& test, const TrainConfig& c, const Ranks& ranks,
                         const fs::path& out, LearningCurve& curve) {
@@ -277,6 +286,27 @@ LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet
   spec.total_steps = total_steps;
   spec.lr = c.lr;
   spec.images_per_step = 2 * c.batch_size;
+
+  torch::optim::Adam opt(m.parameters(),
+                         torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 1);
+  RunState state;
+  state.settings = weight_settings(c, train);
+  state.rank = ranks.rank;
+  state.world = ranks.world;
+  state.threads = torch::get_num_threads();
+  state.modules = {{"encoder", m.encoder.ptr().get()}, {"projector", m.projector.ptr().get()}};
+  state.optimizer = &opt;
+  state.generators = {{"augment", gen}, {"default", at::detail::getDefaultCPUGenerator()}};
+  Resumed resumed;
+  if (const auto file = pick_checkpoint(c, ranks)) {
+    resumed = load_checkpoint(*file, state);
+    spec.start = &resumed.progress;
+    fmt::print("resumed from {} after step {} of {}\n", file->string(), resumed.progress.steps,
+               total_steps);
+  }
+  const int64_t steps_done = resumed.progress.steps;
+
   // The learning curve (rank 0 only): k-NN of the encoder every c.curve_every steps, with the
   // random-init encoder and the pixels on the same subsets as reference lines.
   CurveData data;
@@ -287,9 +317,9 @@ LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet
     curve.memory = data.memory.images.size(0);
     curve.queries = data.queries.images.size(0);
     curve.k = c.knn_k;
-    curve.points.push_back({0, curve_knn(m.encoder, data, c.knn_k)});
-    curve.random_init_pct = c.resume.empty() ? curve.points[0].knn_pct
-                                             : curve_knn(m.encoder_init, data, c.knn_k);
+    curve.points = resumed.curve;
+    if (curve.points.empty()) curve.points.push_back({0, curve_knn(m.encoder_init, data, c.knn_k)});
+    curve.random_init_pct = curve.points[0].knn_pct;
     curve.pixels_pct = knn_accuracy(data.memory.images.flatten(1), data.memory.labels,
                                     data.queries.images.flatten(1), data.queries.labels, c.knn_k);
     curve.seconds += seconds_since(t0);
@@ -300,12 +330,12 @@ LoopResult train_vicreg(Models& m, vicreg::VICRegLoss& criterion, const ImageSet
       return curve.points.back().knn_pct;
     };
   }
-  std::ofstream csv(out / "metrics.csv");
-  csv << metrics_csv_header(spec.names, spec.extra_name);
+  std::ofstream csv;
+  open_metrics(csv, out / "metrics.csv", metrics_csv_header(spec.names, spec.extra_name),
+               c.resume, steps_done);
   spec.csv = &csv;
-  torch::optim::Adam opt(m.parameters(),
-                         torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 1);
+  spec.checkpoint_every = c.checkpoint_every > 0 ? c.checkpoint_every : n / c.batch_size;
+  spec.checkpoint = [&](const LoopProgress& p) { save_checkpoint(out, state, {p, curve.points}); };
   m.encoder->train();
   m.projector->train();
   auto r = train_loop(opt, gen, spec, vicreg_step(m, criterion, train, c, ranks));
@@ -625,6 +655,10 @@ void check_sizes(const TrainConfig& c, const ImageSet& train, const Ranks& ranks
   if (const auto fo = few_label_options(c, train.labels); !fo.ks.empty()) {
     plan_few_label(train.labels, fo);
   }
+  TORCH_CHECK(c.resume.empty() || c.eval_only || !checkpoints_in(c.resume).empty(), "--resume ",
+              c.resume, ": no checkpoint there (", checkpoint_file(c.resume).string(),
+              " is missing or damaged); --eval-only --resume evaluates a finished run's "
+              "encoder.pt and projector.pt");
   TORCH_CHECK(c.augment.size == 0 || c.augment.size >= 8,
               "--crop-size: expected 0 (the images' own size) or 8 to 256 pixels, got ",
               c.augment.size);
@@ -641,24 +675,34 @@ Models build_models(const TrainConfig& c) {
   m.projector = make_projector(m.repr_dim, dims);
   m.encoder_init = clone_module(m.encoder);
   m.projector_init = clone_module(m.projector);
-  if (!c.resume.empty()) {
+  if (c.eval_only) {
     torch::load(m.encoder, (fs::path(c.resume) / "encoder.pt").string());
     torch::load(m.projector, (fs::path(c.resume) / "projector.pt").string());
-    fmt::print("resumed encoder and projector from {}\n", c.resume);
+    fmt::print("evaluating the encoder and projector of {}\n", c.resume);
   }
   return m;
 }
 
-// Ranks other than 0 stop after training: they print their parameter checksum (equal on every
-// rank when the gradient averaging kept the replicas in sync) and leave the outputs to rank 0.
-bool finish_rank(const Models& m, const Ranks& ranks, const LoopResult& trained) {
-  if (ranks.world > 1) {
-    double checksum = 0;
-    for (const auto& p : m.parameters()) {
-      checksum += p.detach().to(at::kDouble).abs().sum().item<double>();
-    }
-    fmt::print("rank {}: parameter checksum {:.17g}\n", ranks.rank, checksum);
+// FNV-1a of the tensors' bytes: equal digests mean bitwise equal tensors (in practice).
+uint64_t digest(const std::vector<at::Tensor>& tensors) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& t : tensors) {
+    const auto c = t.detach().contiguous();
+    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+    for (size_t i = 0; i < c.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
   }
+  return h;
+}
+
+// Every rank prints the digests of its parameters (equal on every rank when the gradient
+// averaging kept the replicas in sync) and of its BatchNorm statistics (per rank); the tests
+// compare them with an uninterrupted run's. Ranks other than 0 then stop and leave the outputs
+// to rank 0.
+bool finish_rank(const Models& m, const Ranks& ranks, const LoopResult& trained) {
+  std::vector<at::Tensor> buffers = m.encoder->buffers();
+  for (const auto& b : m.projector->buffers()) buffers.push_back(b);
+  fmt::print("rank {}: parameter digest {:016x}, buffer digest {:016x}\n", ranks.rank,
+             digest(m.parameters()), digest(buffers));
   if (ranks.rank == 0) return false;
   fmt::print("rank {}: trained {} steps in {:.0f} s; rank 0 evaluates and writes the outputs\n",
              ranks.rank, trained.steps, trained.seconds);

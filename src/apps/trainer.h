@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "eval.h"
 #include "report.h"
@@ -52,6 +53,11 @@ struct LoopSpec {
   /// CSV column `extra_name` of that step's row. Its time is not the steps' (images/s).
   std::function<std::optional<double>(int64_t steps_done)> after_step;
   std::string extra_name;
+  /// Where a resumed run starts (a checkpoint's progress), or none.
+  const LoopProgress* start = nullptr;
+  /// Called after every `checkpoint_every` steps and after the last one, when set.
+  std::function<void(const LoopProgress&)> checkpoint;
+  int64_t checkpoint_every = 1;
 };
 
 struct LoopResult {
@@ -62,8 +68,8 @@ struct LoopResult {
 };
 
 /// Shuffles the rows each epoch with `gen`, sets the cosine learning rate, zeroes the
-/// gradients, runs `step` on each batch and then `opt.step()`; logs as `spec` says. Fails when
-/// the loss is not finite.
+/// gradients, runs `step` on each batch and then `opt.step()`; logs and checkpoints as `spec`
+/// says, and starts where `spec.start` says. Fails when the loss is not finite.
 LoopResult train_loop(torch::optim::Optimizer& opt, at::Generator& gen, const LoopSpec& spec,
                       const TrainStep& step);
 

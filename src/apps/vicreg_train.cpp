@@ -198,10 +198,15 @@ void add_eval_options(CLI::App& app, TrainConfig& c) {
   app.add_option("--curve-every", c.curve_every,
                  "learning curve: k-NN of the encoder every N steps (0: off)")
       ->capture_default_str()->check(in_range<int64_t>(0, 1000000000));
+  app.add_option("--checkpoint-every", c.checkpoint_every,
+                 "steps between checkpoints (checkpoint.pt in --out-dir; 0: once per epoch)")
+      ->capture_default_str()->check(in_range<int64_t>(0, 1000000000));
   auto* resume = app.add_option("--resume", c.resume,
-                                "load encoder.pt/projector.pt from this run directory")
+                                "continue the run in this directory from its checkpoint, with "
+                                "the same settings (--out-dir defaults to it)")
                      ->check(CLI::ExistingDirectory);
-  app.add_flag("--eval-only", c.eval_only, "evaluate the --resume checkpoint without training")
+  app.add_flag("--eval-only", c.eval_only,
+               "evaluate the --resume run's encoder.pt and projector.pt without training")
       ->needs(resume);
   app.add_option("--compare", c.compare,
                  "other run directories whose embedding std curve std.png overlays")
@@ -237,6 +242,7 @@ int main(int argc, char** argv) {
   add_process_options(app, c);
   CLI11_PARSE(app, argc, argv);
   c.few_label_k_set = app.count("--few-label-k") > 0;
+  if (!c.resume.empty() && !c.eval_only && app.count("--out-dir") == 0) c.out_dir = c.resume;
   if (c.keep_freed_memory) vicreg::apps::keep_freed_memory();
   try {
     return vicreg::apps::run_training(c);

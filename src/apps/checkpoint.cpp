@@ -1,0 +1,233 @@
+// vicreg_train's checkpoints (checkpoint.h).
+
+#include "checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace vicreg::apps {
+namespace {
+
+constexpr const char* kFormat = "vicreg_train checkpoint 1";
+
+// A module's parameters and buffers in a fixed order, with their dotted names.
+std::vector<std::pair<std::string, at::Tensor>> tensors_of(torch::nn::Module& m) {
+  std::vector<std::pair<std::string, at::Tensor>> v;
+  for (const auto& p : m.named_parameters()) v.emplace_back(p.key(), p.value());
+  for (const auto& b : m.named_buffers()) v.emplace_back(b.key(), b.value());
+  return v;
+}
+
+std::string join_names(const std::vector<std::pair<std::string, at::Tensor>>& v) {
+  std::string s;
+  for (const auto& [name, t] : v) s += name + "\n";
+  return s;
+}
+
+at::Tensor doubles(const std::vector<double>& v) {
+  return torch::tensor(v.empty() ? std::vector<double>{} : v, at::kDouble);
+}
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  const auto c = t.to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// The file reaches the disk before it is renamed into place: a power loss, not only a kill,
+// then leaves either checkpoint whole.
+void sync_file(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  TORCH_CHECK(fd >= 0, "checkpoint: cannot open ", p.string(), " to flush it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  TORCH_CHECK(rc == 0, "checkpoint: flushing ", p.string(), " failed");
+}
+
+// "name value" lines -> map, for naming the settings that differ.
+std::map<std::string, std::string> settings_map(const std::string& s) {
+  std::map<std::string, std::string> m;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) {
+    const auto space = line.find(' ');
+    m[line.substr(0, space)] = space == std::string::npos ? "" : line.substr(space + 1);
+  }
+  return m;
+}
+
+std::string read_string(torch::serialize::InputArchive& a, const std::string& key,
+                        const fs::path& file) {
+  c10::IValue v;
+  TORCH_CHECK(a.try_read(key, v) && v.isString(), "checkpoint ", file.string(),
+              ": no '", key, "' entry: not a vicreg_train checkpoint, or a damaged one");
+  return v.toStringRef();
+}
+
+int64_t read_int(torch::serialize::InputArchive& a, const std::string& key, const fs::path& file) {
+  c10::IValue v;
+  TORCH_CHECK(a.try_read(key, v) && v.isInt(), "checkpoint ", file.string(), ": no '", key,
+              "' entry: not a vicreg_train checkpoint, or a damaged one");
+  return v.toInt();
+}
+
+at::Tensor read_tensor(torch::serialize::InputArchive& a, const std::string& key,
+                       const fs::path& file) {
+  at::Tensor t;
+  TORCH_CHECK(a.try_read(key, t), "checkpoint ", file.string(), ": no '", key,
+              "' entry: not a vicreg_train checkpoint, or a damaged one");
+  return t;
+}
+
+// Opens a checkpoint and checks its format; a missing or unreadable file is a c10::Error.
+torch::serialize::InputArchive open_checkpoint(const fs::path& file) {
+  torch::serialize::InputArchive a;
+  try {
+    a.load_from(file.string());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (",
+                c10::str(e.what()).substr(0, 200), ")");
+  }
+  TORCH_CHECK(read_string(a, "format", file) == kFormat, "checkpoint ", file.string(),
+              ": written by another version of vicreg_train (expected '", kFormat, "')");
+  return a;
+}
+
+}  // namespace
+
+fs::path checkpoint_file(const fs::path& dir) { return dir / "checkpoint.pt"; }
+fs::path previous_checkpoint_file(const fs::path& dir) { return dir / "checkpoint.prev.pt"; }
+
+void save_checkpoint(const fs::path& dir, const RunState& s, const Resumed& r) {
+  torch::serialize::OutputArchive a;
+  a.write("format", c10::IValue(std::string(kFormat)));
+  a.write("settings", c10::IValue(s.settings));
+  a.write("rank", c10::IValue(int64_t{s.rank}));
+  a.write("world", c10::IValue(int64_t{s.world}));
+  a.write("threads", c10::IValue(int64_t{s.threads}));
+  const auto& p = r.progress;
+  a.write("steps", c10::IValue(p.steps));
+  a.write("order", p.order.defined() ? p.order : at::empty({0}, at::kLong));
+  a.write("sums", doubles(p.sums));
+  a.write("count", c10::IValue(p.count));
+  a.write("seconds", doubles({p.seconds, p.hook_seconds}));
+  std::vector<double> curve;
+  for (const auto& c : r.curve) curve.insert(curve.end(), {double(c.step), c.knn_pct});
+  a.write("curve", doubles(curve));
+  for (const auto& [name, m] : s.modules) {
+    const auto tensors = tensors_of(*m);
+    a.write(name + "_names", c10::IValue(join_names(tensors)));
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      a.write(fmt::format("{}_{}", name, i), tensors[i].second.detach());
+    }
+  }
+  torch::serialize::OutputArchive opt;
+  s.optimizer->save(opt);
+  a.write("optimizer", opt);
+  for (const auto& [name, g] : s.generators) a.write("generator_" + name, g.get_state());
+
+  const auto tmp = dir / "checkpoint.pt.tmp";
+  a.save_to(tmp.string());
+  sync_file(tmp);
+  const auto current = checkpoint_file(dir);
+  std::error_code ec;
+  if (fs::exists(current)) fs::rename(current, previous_checkpoint_file(dir), ec);
+  TORCH_CHECK(!ec, "checkpoint: renaming ", current.string(), " failed: ", ec.message());
+  fs::rename(tmp, current, ec);
+  TORCH_CHECK(!ec, "checkpoint: renaming ", tmp.string(), " failed: ", ec.message());
+}
+
+std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& f : {checkpoint_file(dir), previous_checkpoint_file(dir)}) {
+    if (!fs::exists(f)) continue;
+    try {
+      auto a = open_checkpoint(f);
+      found.emplace_back(read_int(a, "steps", f), f);
+    } catch (const c10::Error& e) {
+      // A damaged file is skipped with a note; the other one may still be whole.
+      fmt::print(stderr, "{}; skipped\n", e.what_without_backtrace());
+    }
+  }
+  return found;
+}
+
+Resumed load_checkpoint(const fs::path& file, const RunState& s) {
+  auto a = open_checkpoint(file);
+  // The settings first: they name what differs in the user's terms.
+  const auto theirs = settings_map(read_string(a, "settings", file));
+  const auto ours = settings_map(s.settings);
+  std::string diff;
+  for (const auto& [key, value] : ours) {
+    const auto it = theirs.find(key);
+    const std::string other = it == theirs.end() ? "(not set)" : it->second;
+    if (other != value) diff += fmt::format("; {} {} there, {} here", key, other, value);
+  }
+  for (const auto& [key, value] : theirs) {
+    if (!ours.count(key)) diff += fmt::format("; {} {} there, not set here", key, value);
+  }
+  TORCH_CHECK(diff.empty(), "checkpoint ", file.string(),
+              " is from a run with other settings, refused", diff);
+  const auto rank = read_int(a, "rank", file), world = read_int(a, "world", file);
+  TORCH_CHECK(rank == s.rank && world == s.world, "checkpoint ", file.string(),
+              " was written by rank ", rank, " of ", world, ", this process is rank ", s.rank,
+              " of ", s.world, ": refused");
+  if (const auto threads = read_int(a, "threads", file); threads != s.threads) {
+    fmt::print("note: the checkpoint was written with {} threads, this run has {}: the weights "
+               "may differ from an uninterrupted run in the last bits\n", threads, s.threads);
+  }
+
+  // Every model tensor, checked before any is copied.
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (destination, source)
+  for (const auto& [name, m] : s.modules) {
+    const auto tensors = tensors_of(*m);
+    TORCH_CHECK(read_string(a, name + "_names", file) == join_names(tensors), "checkpoint ",
+                file.string(), ": the ", name, "'s layers differ from this run's: refused");
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const auto& [tname, dst] = tensors[i];
+      const auto src = read_tensor(a, fmt::format("{}_{}", name, i), file);
+      TORCH_CHECK(src.sizes() == dst.sizes() && src.dtype() == dst.dtype(), "checkpoint ",
+                  file.string(), ": ", name, " ", tname, " is ", src.dtype(), " ", src.sizes(),
+                  " there, ", dst.dtype(), " ", dst.sizes(), " here: refused");
+      copies.emplace_back(dst, src);
+    }
+  }
+  std::vector<std::pair<at::Generator, at::Tensor>> states;
+  for (const auto& [name, g] : s.generators) {
+    states.emplace_back(g, read_tensor(a, "generator_" + name, file));
+  }
+  Resumed r;
+  auto& p = r.progress;
+  p.steps = read_int(a, "steps", file);
+  p.order = read_tensor(a, "order", file);
+  p.sums = to_vector(read_tensor(a, "sums", file));
+  p.count = read_int(a, "count", file);
+  const auto seconds = to_vector(read_tensor(a, "seconds", file));
+  TORCH_CHECK(seconds.size() == 2, "checkpoint ", file.string(), ": damaged 'seconds' entry");
+  p.seconds = seconds[0];
+  p.hook_seconds = seconds[1];
+  const auto curve = to_vector(read_tensor(a, "curve", file));
+  for (size_t i = 0; i + 1 < curve.size(); i += 2) {
+    r.curve.push_back({static_cast<int64_t>(curve[i]), curve[i + 1]});
+  }
+  torch::serialize::InputArchive opt;
+  TORCH_CHECK(a.try_read("optimizer", opt), "checkpoint ", file.string(),
+              ": no optimizer state: not a vicreg_train checkpoint, or a damaged one");
+
+  // Everything was there and matched: now change the run's objects.
+  s.optimizer->load(opt);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [dst, src] : copies) dst.copy_(src);
+  }
+  for (auto& [g, state] : states) g.set_state(state);
+  return r;
+}
+
+}  // namespace vicreg::apps
