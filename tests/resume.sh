@@ -24,10 +24,10 @@ cleanup() {
   rm -rf "$out"
 }
 trap cleanup EXIT
-args=(--train-subset 2048 --test-subset 128 --batch-size 64 --epochs 2 --encoder-widths 16,32
-      --proj-dims 256,256 --curve-every 10 --few-label-k 0 --probe-iters 5 --threads 1
+args=(--train-subset 512 --test-subset 64 --batch-size 32 --epochs 2 --encoder-widths 16,32
+      --proj-dims 256,256 --curve-every 16 --few-label-k 0 --probe-iters 5 --threads 1
       --checkpoint-every 3)
-total=64  # 2048 / 64 x 2 epochs
+total=32  # 512 / 32 x 2 epochs
 
 fail() {
   echo "FAIL: $*"
@@ -76,7 +76,7 @@ if [ "$mode" = single ]; then
   kills=""
   for attempt in 1 2; do
     start 0 1 "$out/cut"
-    k=$(( $(steps_in "$out/cut") + 1 + RANDOM % 20 ))
+    k=$(( $(steps_in "$out/cut") + 1 + RANDOM % 12 ))
     wait_for_step "$out/cut" "$k" "$started"
     kill -9 "$started" 2>/dev/null || true
     wait "$started" || true

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "eval.h"
 #include "idx_files.h"
@@ -416,6 +417,150 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
     const auto lines = std::count(r.log.begin(), r.log.end(), '\n');
     EXPECT_LE(lines, 2) << args << ":\n" << r.log;  // the message, and CLI11's --help hint
   }
+}
+
+// ---- Checkpoints ----------------------------------------------------------------------------
+
+// A small run's objects: a two-layer model with BatchNorm (parameters and buffers), Adam
+// after two steps (moments in its state), and a generator.
+struct SmallRun {
+  torch::nn::Sequential model;
+  std::unique_ptr<torch::optim::Adam> adam;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  vicreg::apps::RunState state;
+
+  explicit SmallRun(int64_t hidden, at::ScalarType dtype = at::kFloat,
+                    const std::string& settings = "--lr 0.001\n") {
+    torch::manual_seed(3);
+    model = torch::nn::Sequential(torch::nn::Linear(4, hidden), torch::nn::BatchNorm1d(hidden),
+                                  torch::nn::Linear(hidden, 2));
+    model->to(dtype);
+    adam = std::make_unique<torch::optim::Adam>(model->parameters(),
+                                                torch::optim::AdamOptions(1e-3));
+    for (int i = 0; i < 2; ++i) {
+      adam->zero_grad();
+      model->forward(torch::randn({8, 4}, gen).to(dtype)).square().sum().backward();
+      adam->step();
+    }
+    state.settings = settings;
+    state.modules = {{"model", model.ptr().get()}};
+    state.optimizer = adam.get();
+    state.generators = {{"gen", gen}};
+  }
+  std::vector<at::Tensor> tensors() const {
+    auto t = model->parameters();
+    for (const auto& b : model->buffers()) t.push_back(b);
+    return t;
+  }
+};
+
+vicreg::apps::Resumed progress_at(int64_t steps) {
+  vicreg::apps::Resumed r;
+  r.progress.steps = steps;
+  r.progress.order = at::arange(6);
+  r.progress.sums = {1.5, 2.5};
+  r.progress.count = 2;
+  r.curve = {{0, 50.0}, {steps, 60.0}};
+  return r;
+}
+
+void expect_equal(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].equal(b[i])) << "tensor " << i;
+}
+
+// Saved, changed, loaded: every tensor, Adam's moments, the generator and the progress are
+// back as saved, and the next Adam step and random draw are the ones the saved run takes.
+TEST(Checkpoint, RestoresModelsOptimizerGeneratorAndProgressExactly) {
+  const auto dir = scratch() / "ckpt_roundtrip";
+  fs::create_directories(dir);
+  SmallRun run(3);
+  const auto saved = run.tensors();
+  std::vector<at::Tensor> copies;
+  for (const auto& t : saved) copies.push_back(t.detach().clone());
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(5));
+  // The saved run's next step and draw.
+  SmallRun twin(3);
+  twin.adam->zero_grad();
+  twin.model->forward(torch::ones({8, 4})).square().sum().backward();
+  twin.adam->step();
+  const auto twin_draw = torch::randn({3}, twin.gen);
+
+  // Another step and draw change everything; the checkpoint brings it back.
+  run.adam->zero_grad();
+  run.model->forward(torch::ones({8, 4})).sum().backward();
+  run.adam->step();
+  torch::randn({5}, run.gen);
+  const auto r = vicreg::apps::load_checkpoint(vicreg::apps::checkpoint_file(dir), run.state);
+  expect_equal(run.tensors(), copies);
+  EXPECT_EQ(r.progress.steps, 5);
+  EXPECT_TRUE(r.progress.order.equal(at::arange(6)));
+  EXPECT_EQ(r.progress.sums, (std::vector<double>{1.5, 2.5}));
+  EXPECT_EQ(r.progress.count, 2);
+  ASSERT_EQ(r.curve.size(), 2u);
+  EXPECT_EQ(r.curve[1].step, 5);
+  EXPECT_EQ(r.curve[1].knn_pct, 60.0);
+  run.adam->zero_grad();
+  run.model->forward(torch::ones({8, 4})).square().sum().backward();
+  run.adam->step();
+  expect_equal(run.tensors(), twin.tensors());
+  EXPECT_TRUE(torch::randn({3}, run.gen).equal(twin_draw));
+}
+
+// Other widths, another dtype or other settings: a one-line error that says what differs,
+// and the run's objects untouched.
+TEST(Checkpoint, RefusesAnotherRunsCheckpointBeforeChangingAnything) {
+  const auto dir = scratch() / "ckpt_foreign";
+  fs::create_directories(dir);
+  SmallRun saved(3);
+  vicreg::apps::save_checkpoint(dir, saved.state, progress_at(4));
+  const auto file = vicreg::apps::checkpoint_file(dir);
+  struct Case {
+    std::unique_ptr<SmallRun> run;
+    std::string expected;
+  };
+  std::vector<Case> cases;
+  cases.push_back({std::make_unique<SmallRun>(5), "model 0.weight is Float [3, 4] there, Float [5, 4] here"});
+  cases.push_back({std::make_unique<SmallRun>(3, at::kDouble), "model 0.weight is Float [3, 4] there, Double [3, 4] here"});
+  cases.push_back({std::make_unique<SmallRun>(3, at::kFloat, "--lr 0.002\n"),
+                   "other settings, refused; --lr 0.001 there, 0.002 here"});
+  for (auto& c : cases) {
+    const auto before = c.run->tensors();
+    std::vector<at::Tensor> copies;
+    for (const auto& t : before) copies.push_back(t.detach().clone());
+    const auto draw_state = c.run->gen.get_state();
+    try {
+      vicreg::apps::load_checkpoint(file, c.run->state);
+      ADD_FAILURE() << "loaded: " << c.expected;
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find(c.expected), std::string::npos) << m;
+      EXPECT_EQ(std::count(m.begin(), m.end(), '\n'), 0) << m;
+    }
+    expect_equal(c.run->tensors(), copies);
+    EXPECT_TRUE(c.run->gen.get_state().equal(draw_state));
+  }
+}
+
+// A torn newest checkpoint (a crash of the disk mid-write; a killed writer leaves only the
+// temporary file) is skipped, and the previous one is still there to load.
+TEST(Checkpoint, ATornNewestCheckpointLeavesThePreviousOne) {
+  const auto dir = scratch() / "ckpt_torn";
+  fs::create_directories(dir);
+  SmallRun run(3);
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(3));
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(6));
+  auto found = vicreg::apps::checkpoints_in(dir);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].first, 6);
+  EXPECT_EQ(found[1].first, 3);
+  const auto newest = vicreg::apps::checkpoint_file(dir);
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  found = vicreg::apps::checkpoints_in(dir);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].first, 3);
+  EXPECT_EQ(vicreg::apps::load_checkpoint(found[0].second, run.state).progress.steps, 3);
+  EXPECT_THROW(vicreg::apps::load_checkpoint(newest, run.state), c10::Error);
 }
 
 }  // namespace

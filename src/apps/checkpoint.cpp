@@ -90,9 +90,11 @@ torch::serialize::InputArchive open_checkpoint(const fs::path& file) {
   torch::serialize::InputArchive a;
   try {
     a.load_from(file.string());
-  } catch (const std::exception& e) {
+  } catch (const c10::Error& e) {
     TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (",
-                c10::str(e.what()).substr(0, 200), ")");
+                e.what_without_backtrace(), ")");
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (", e.what(), ")");
   }
   TORCH_CHECK(read_string(a, "format", file) == kFormat, "checkpoint ", file.string(),
               ": written by another version of vicreg_train (expected '", kFormat, "')");
@@ -192,9 +194,10 @@ Resumed load_checkpoint(const fs::path& file, const RunState& s) {
     for (size_t i = 0; i < tensors.size(); ++i) {
       const auto& [tname, dst] = tensors[i];
       const auto src = read_tensor(a, fmt::format("{}_{}", name, i), file);
-      TORCH_CHECK(src.sizes() == dst.sizes() && src.dtype() == dst.dtype(), "checkpoint ",
-                  file.string(), ": ", name, " ", tname, " is ", src.dtype(), " ", src.sizes(),
-                  " there, ", dst.dtype(), " ", dst.sizes(), " here: refused");
+      TORCH_CHECK(src.sizes() == dst.sizes() && src.scalar_type() == dst.scalar_type(),
+                  "checkpoint ", file.string(), ": ", name, " ", tname, " is ",
+                  src.scalar_type(), " ", src.sizes(), " there, ", dst.scalar_type(), " ",
+                  dst.sizes(), " here: refused");
       copies.emplace_back(dst, src);
     }
   }
