@@ -32,9 +32,9 @@ namespace vicreg::apps {
 // glibc hands large freed blocks back to the kernel (munmap, heap trimming), so every training
 // step page-faults its activations in again: half of vicreg_train's time was system time.
 // Keeping freed memory in the process (blocks up to 32 MiB from the heap, no trimming below
-// 1 GiB, 64 MiB of top padding) cut an epoch's time by 20-30% here (measured with the
-// MALLOC_*_ environment variables, 200 steps, A/B twice). The memory stays reusable by the
-// process; it is only not returned to the system while the program runs.
+// 1 GiB, 64 MiB of top padding) removes those faults (src/apps/README.md, "Threads and
+// memory", has the measurement). The memory stays reusable by the process; it is only not
+// returned to the system while the program runs.
 inline void keep_freed_memory() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -64,9 +64,9 @@ inline void configure_openmp() {
 }
 
 /// OpenBLAS's pthreads build (Debian's default BLAS) keeps its worker threads spinning, calling
-/// sched_yield, for 2^28 cycles (about 0.1 s) after each threaded BLAS call. Between the loss's
-/// GEMMs that spinning was 33-46% of vicreg_bench's wall time as system time and slowed every
-/// other thread. OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's documented variable: spin 2^4 cycles,
+/// sched_yield, for 2^28 cycles (about 0.1 s) after each threaded BLAS call; between the loss's
+/// GEMMs that spinning takes the cores from every other thread (measured in src/apps/README.md,
+/// "Threads and memory"). OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's documented variable: spin 2^4 cycles,
 /// then sleep) stops it; OpenBLAS reads it when it starts its threads, so this sets it (unless
 /// the user did), has OpenBLAS read it again and restarts the threads. Call it first in main().
 inline void configure_openblas() {

@@ -27,8 +27,7 @@ struct TrainConfig {
   int64_t pool = 2;                         ///< representation: pool x pool positions
   std::string proj_dims = "1024,1024";      ///< projector (expander) sizes
   // Training.
-  // The default recipe (src/apps/README.md, "Recipes"): 3 epochs on 20x20 views at lr 2e-3
-  // beat 2 epochs on 28x28 views at 7e-4 at every label count, in less time (smaller views).
+  // The default recipe: src/apps/README.md ("the recipes tried") says why these values.
   int64_t epochs = 3;
   int64_t batch_size = 128;
   int64_t max_steps = 0;  ///< 0: no limit

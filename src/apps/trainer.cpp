@@ -155,7 +155,7 @@ struct Models {
 
 // One VICReg step: two augmentations of the batch (every rank augments the whole batch with
 // the same generator stream, then takes its shard), the loss terms, backward, gradients
-// averaged over the ranks. channels_last: oneDNN's convolutions run ~1.5x faster on it here.
+// averaged over the ranks. channels_last: the layout oneDNN's convolutions are fastest on.
 TrainStep vicreg_step(Models& m, vicreg::VICRegLoss& criterion, const ImageSet& train,
                       const TrainConfig& c, const Ranks& ranks) {
   const auto shard = shard_of(c.batch_size, ranks.rank, ranks.world);
