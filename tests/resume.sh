@@ -135,8 +135,10 @@ killed_at=$(steps_in "$out/cut$victim")
 t0=$(date +%s)
 wait "$victim_pid" || true
 if wait "$other_pid"; then
-  # Only when the victim had already finished its last step before the kill landed.
-  [ "$killed_at" -eq "$total" ] || fail "rank $other succeeded although rank $victim was killed"
+  # Only when the kill landed after the victim's part in the last step's collectives: then
+  # the other rank trained every step (and, as rank 1, had nothing more to do).
+  [ "$(steps_in "$out/cut$other")" -eq "$total" ] ||
+    fail "rank $other succeeded although rank $victim was killed at step $killed_at"
 else
   elapsed=$(( $(date +%s) - t0 ))
   [ "$elapsed" -le 60 ] || fail "rank $other took $elapsed s to notice the lost rank"
