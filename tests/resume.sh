@@ -40,10 +40,11 @@ steps_in() {  # the steps logged in a run directory's metrics.csv
 }
 
 # Starts rank $1 of $2 (world 1: no --distributed) into directory $3 in the background, with
-# --resume when the directory holds a checkpoint; its pid goes into $started.
+# --resume when the directory exists (a restart with the same command line: one killed before
+# its first checkpoint starts at step 0); its pid goes into $started.
 start() {
   local rank=$1 world=$2 dir=$3 extra=()
-  [ -f "$dir/checkpoint.pt" ] || [ -f "$dir/checkpoint.prev.pt" ] && extra=(--resume "$dir")
+  [ -d "$dir" ] && extra=(--resume "$dir")
   if [ "$world" -gt 1 ]; then
     RANK=$rank WORLD_SIZE=$world MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
       "$train" --distributed "${args[@]}" --out-dir "$dir" "${extra[@]}" \

@@ -173,21 +173,47 @@ std::string signed_points(double v) { return fmt::format("{:+.1f}", v); }
 
 }  // namespace
 
-std::string verdict_line(const std::vector<ResultRow>& rows) {
-  if (rows.size() < 3) return "";
+namespace {
+
+// The trained encoder's lead over another row, in points of linear-probe test accuracy: at
+// each few-label count both rows have, and with all labels.
+struct Margin {
+  std::string versus;
+  std::vector<std::pair<int64_t, double>> few;  ///< (labels per class, points)
+  double all = 0;
+};
+
+std::vector<Margin> margins(const std::vector<ResultRow>& rows) {
+  std::vector<Margin> m;
+  if (rows.size() < 3) return m;
   const auto& t = rows[0];
-  auto versus = [&t](const ResultRow& o) {
-    std::string s;
+  for (size_t r = 1; r < 3; ++r) {
+    const auto& o = rows[r];
+    Margin g{o.name, {}, t.probe_pct - o.probe_pct};
     for (size_t i = 0; i < t.few_label.size() && i < o.few_label.size(); ++i) {
-      const bool last = i + 1 == t.few_label.size() || i + 1 == o.few_label.size();
-      s += fmt::format("{} at {}{}, ", signed_points(t.few_label[i].linear_mean -
-                                                     o.few_label[i].linear_mean),
-                       t.few_label[i].k, last ? " labels per class" : "");
+      g.few.emplace_back(t.few_label[i].k, t.few_label[i].linear_mean - o.few_label[i].linear_mean);
     }
-    return s + signed_points(t.probe_pct - o.probe_pct) + " with all labels";
+    m.push_back(g);
+  }
+  return m;
+}
+
+}  // namespace
+
+std::string verdict_line(const std::vector<ResultRow>& rows) {
+  const auto m = margins(rows);
+  if (m.empty()) return "";
+  auto versus = [](const Margin& g) {
+    std::string s;
+    for (size_t i = 0; i < g.few.size(); ++i) {
+      s += fmt::format("{} at {}{}, ", signed_points(g.few[i].second), g.few[i].first,
+                       i + 1 == g.few.size() ? " labels per class" : "");
+    }
+    return s + signed_points(g.all) + " with all labels";
   };
+  const auto& t = rows[0];
   return fmt::format("verdict: {} vs {}: {}; vs {}: {} (linear probe, points of test accuracy{})\n",
-                     t.name, rows[1].name, versus(rows[1]), rows[2].name, versus(rows[2]),
+                     t.name, m[0].versus, versus(m[0]), m[1].versus, versus(m[1]),
                      t.few_label.empty()
                          ? ""
                          : fmt::format("; few labels: mean of {} draws", t.few_label[0].draws));
@@ -335,6 +361,14 @@ void write_results_json(const fs::path& file, const TrainConfig& c, const RunFac
                       {"step_ms", std::round(l.step_ms * 100) / 100}};
   }
   j["verdict"] = verdict_line(rows);
+  // The verdict's margins as numbers: points of linear-probe accuracy over each baseline.
+  for (const auto& g : margins(rows)) {
+    nlohmann::ordered_json few = nlohmann::ordered_json::array();
+    for (const auto& [k, points] : g.few) {
+      few.push_back({{"labels_per_class", k}, {"points", round4(points)}});
+    }
+    j["margins"][g.versus] = {{"all_labels", round4(g.all)}, {"few_labels", few}};
+  }
   if (!j["verdict"].get<std::string>().empty()) {
     auto v = j["verdict"].get<std::string>();
     j["verdict"] = v.substr(0, v.size() - 1);  // without the newline

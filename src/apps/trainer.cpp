@@ -223,7 +223,7 @@ std::string weight_settings(const TrainConfig& c, const ImageSet& train) {
 
 // The checkpoint a resumed run starts from: the newest one in --resume's directory, or with
 // several ranks the newest step that every rank has (a kill may land between two ranks'
-// writes of the same step).
+// writes of the same step); none when there is none.
 std::optional<std::filesystem::path> pick_checkpoint(const TrainConfig& c, const Ranks& ranks) {
   if (c.resume.empty() || c.eval_only) return std::nullopt;
   const auto found = checkpoints_in(c.resume);
@@ -244,11 +244,19 @@ std::optional<std::filesystem::path> pick_checkpoint(const TrainConfig& c, const
       each += fmt::format("; rank {}: {} and {}", r, all[r][0].item<double>(),
                           all[r][1].item<double>());
     }
-    TORCH_CHECK(chosen >= 0 || all.max().item<double>() < 0, "--resume ", c.resume,
-                ": no checkpoint step that every rank has (steps, -1 for none", each, ")");
+    if (chosen < 0 && !steps.empty()) {
+      fmt::print("--resume {}: no checkpoint step that every rank has (steps, -1 for none{})\n",
+                 c.resume, each);
+    }
   }
 #endif
-  TORCH_CHECK(chosen >= 0, "--resume ", c.resume, ": no loadable checkpoint there");
+  // A run killed before its first checkpoint starts again from step 0, so that a restart
+  // with the same command line (as torchrun's restarts do) always works.
+  if (chosen < 0) {
+    fmt::print("--resume {}: no checkpoint to continue from ({} is missing or damaged); "
+               "training starts at step 0\n", c.resume, checkpoint_file(c.resume).string());
+    return std::nullopt;
+  }
   for (const auto& [step, file] : found) {
     if (step == chosen) return file;
   }
@@ -655,10 +663,6 @@ void check_sizes(const TrainConfig& c, const ImageSet& train, const Ranks& ranks
   if (const auto fo = few_label_options(c, train.labels); !fo.ks.empty()) {
     plan_few_label(train.labels, fo);
   }
-  TORCH_CHECK(c.resume.empty() || c.eval_only || !checkpoints_in(c.resume).empty(), "--resume ",
-              c.resume, ": no checkpoint there (", checkpoint_file(c.resume).string(),
-              " is missing or damaged); --eval-only --resume evaluates a finished run's "
-              "encoder.pt and projector.pt");
   TORCH_CHECK(c.augment.size == 0 || c.augment.size >= 8,
               "--crop-size: expected 0 (the images' own size) or 8 to 256 pixels, got ",
               c.augment.size);

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <sstream>
@@ -224,6 +225,42 @@ void add_process_options(CLI::App& app, TrainConfig& c) {
                "(faster epochs, see src/apps/README.md; default on)");
 }
 
+// Edits (insertions, deletions, substitutions) that turn a into b.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean --epochs?" for the first unknown --option within two edits of a known one.
+std::string closest_option(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = std::string(argv[i]).substr(0, std::string(argv[i]).find('='));
+    if (arg.rfind("--", 0) != 0) continue;
+    std::string best;
+    size_t best_distance = 3;
+    bool known = false;
+    for (const auto* o : app.get_options()) {
+      for (const auto& name : o->get_lnames()) {
+        const size_t d = edit_distance(arg.substr(2), name);
+        known = known || d == 0;
+        if (d < best_distance) best_distance = d, best = "--" + name;
+      }
+    }
+    if (!known && !best.empty()) return "; did you mean " + best + "?";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -240,7 +277,15 @@ int main(int argc, char** argv) {
   add_loss_options(app, c);
   add_eval_options(app, c);
   add_process_options(app, c);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& e) {
+    fmt::print(stderr, "{}{}\nRun with --help for more information.\n", e.what(),
+               closest_option(app, argc, argv));
+    return e.get_exit_code();
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   c.few_label_k_set = app.count("--few-label-k") > 0;
   if (!c.resume.empty() && !c.eval_only && app.count("--out-dir") == 0) c.out_dir = c.resume;
   if (c.keep_freed_memory) vicreg::apps::keep_freed_memory();
