@@ -1,7 +1,6 @@
-// Differentiable all-gather over c10d, and process-group setup.
+// vicreg::distributed's setup: the Gloo process group, where its transport binds (an endpoint,
+// GLOO_SOCKET_IFNAME, or the address that routes to the master), and torchrun's environment.
 
-#include <ATen/ATen.h>
-#include <torch/autograd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -11,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -19,14 +17,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 
 #include <torch/version.h>
 
+#include "distributed/common.h"
 #include "vicreg/distributed.h"
 
 namespace vicreg::distributed {
 namespace {
+
+using detail::message_of;
+
 
 // Gloo writes to its peers' sockets; a peer that died turns the next write into SIGPIPE, whose
 // default action kills the whole process before Gloo can report the error (seen in the
@@ -43,134 +44,6 @@ void ignore_sigpipe() {
   (void)done;
 }
 
-// The message of an exception without LibTorch's backtrace.
-std::string message_of(const std::exception& e) {
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
-  return e.what();
-}
-
-std::string failure_key(int rank) { return "vicreg/failed/" + std::to_string(rank); }
-
-// After a failed collective: this rank says so in the store, then waits a few seconds for
-// the others to say the same (a peer's exit makes its neighbours' collectives fail at once,
-// and their exits fail the rest). Those that stay silent are the lost ones. Rank 0 serves
-// the store: when it is unreachable, rank 0 is the lost one, unless it had already reported.
-std::string lost_ranks(const Group& g) {
-  const auto& store = g.store();
-  if (!store || g.size() < 2) return "";
-  const auto grace = std::min<std::chrono::milliseconds>(g.timeout(), std::chrono::seconds(5));
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  std::vector<bool> reported(g.size(), false);
-  reported[g.rank()] = true;
-  bool store_lost = false;
-  try {
-    store->set(failure_key(g.rank()), std::vector<uint8_t>{1});
-    for (;;) {
-      for (int r = 0; r < g.size(); ++r) {
-        if (!reported[r]) reported[r] = store->check({failure_key(r)});
-      }
-      if (std::all_of(reported.begin(), reported.end(), [](bool b) { return b; })) break;
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  } catch (const std::exception&) {
-    store_lost = true;
-  }
-  std::string lost;
-  for (int r = 0; r < g.size(); ++r) {
-    if (reported[r] || (store_lost && r != 0)) continue;
-    lost += (lost.empty() ? "" : ", ") + std::to_string(r);
-  }
-  if (lost.empty()) return "; every rank reported the failure (no rank lost)";
-  return (lost.find(',') == std::string::npos ? "; lost rank: " : "; lost ranks: ") + lost +
-         (store_lost ? " (the store that rank 0 serves is unreachable)"
-                     : " (no report within " + std::to_string(grace.count()) +
-                           " ms: exited or hung)");
-}
-
-void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std::string& what) {
-  try {
-    work->wait(g.timeout());
-  } catch (const std::exception& e) {
-    const auto message = message_of(e);
-    TORCH_CHECK(false, "vicreg::distributed: ", what, " failed on rank ", g.rank(), " of ",
-                g.size(), " (a rank that exited or hung makes its peers fail within the ",
-                g.timeout().count(), " ms timeout): ", message, lost_ranks(g));
-  }
-}
-
-// Every rank's shape signature: rows, elements per row, dims, dtype.
-std::vector<at::Tensor> exchange_signatures(const at::Tensor& z, const Group& g) {
-  const int64_t n = z.size(0);
-  auto mine = at::tensor({n, n > 0 ? z.numel() / n : 0, z.dim(),
-                          static_cast<int64_t>(z.scalar_type())},
-                         at::kLong);
-  std::vector<at::Tensor> in{mine};
-  std::vector<std::vector<at::Tensor>> out(1);
-  for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(mine));
-  wait(g.process_group()->allgather(out, in), g, "exchanging embedding sizes");
-  return out[0];
-}
-
-class GatherFunction : public torch::autograd::Function<GatherFunction> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
-                            const Group* g) {
-    const auto sigs = exchange_signatures(z, *g);
-    std::vector<int64_t> rows;
-    for (int r = 0; r < g->size(); ++r) {
-      const auto s = sigs[r];
-      rows.push_back(s[0].item<int64_t>());
-      TORCH_CHECK(s[1].item<int64_t>() == sigs[0][1].item<int64_t>() &&
-                      s[2].item<int64_t>() == sigs[0][2].item<int64_t>(),
-                  "vicreg::distributed::all_gather: ranks hold embeddings of different feature "
-                  "shapes: rank 0 has ", sigs[0][1].item<int64_t>(), " elements per row in ",
-                  sigs[0][2].item<int64_t>(), " dims, rank ", r, " has ", s[1].item<int64_t>(),
-                  " in ", s[2].item<int64_t>(), " (this rank ", g->rank(), ": shape ",
-                  z.sizes(), ")");
-      TORCH_CHECK(s[3].item<int64_t>() == sigs[0][3].item<int64_t>(),
-                  "vicreg::distributed::all_gather: ranks hold embeddings of different dtypes "
-                  "(rank ", r, " differs from rank 0)");
-    }
-    const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
-    auto shape = z.sizes().vec();
-    shape[0] = max_rows;
-    auto padded = at::zeros(shape, z.options());
-    padded.narrow(0, 0, z.size(0)).copy_(z);
-    std::vector<at::Tensor> in{padded};
-    std::vector<std::vector<at::Tensor>> out(1);
-    for (int r = 0; r < g->size(); ++r) out[0].push_back(at::empty_like(padded));
-    wait(g->process_group()->allgather(out, in), *g, "all_gather");
-    std::vector<at::Tensor> parts;
-    int64_t offset = 0;
-    for (int r = 0; r < g->size(); ++r) {
-      parts.push_back(out[0][r].narrow(0, 0, rows[r]));
-      if (r < g->rank()) offset += rows[r];
-    }
-    ctx->saved_data["offset"] = offset;
-    ctx->saved_data["rows"] = z.size(0);
-    // The process group itself (ref-counted), so the graph never outlives it.
-    ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
-    ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
-    if (g->store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g->store());
-    return at::cat(parts);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto store = ctx->saved_data.count("store")
-                           ? c10::static_intrusive_pointer_cast<c10d::Store>(
-                                 ctx->saved_data["store"].toCapsule())
-                           : c10::intrusive_ptr<c10d::Store>();
-    const Group g(c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(
-                      ctx->saved_data["group"].toCapsule()),
-                  std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
-    std::vector<at::Tensor> t{grads[0].contiguous().clone()};
-    wait(g.process_group()->allreduce(t), g, "all_gather backward (all-reduce)");
-    return {t[0].narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["rows"].toInt()),
-            at::Tensor()};
-  }
-};
 
 // A variable of the environment as a decimal integer in [lo, hi].
 int env_int(const char* name, const char* v, long lo, long hi) {
@@ -381,68 +254,6 @@ std::shared_ptr<Group> make_group(const c10::intrusive_ptr<c10d::Store>& store, 
 }
 
 }  // namespace
-
-Group::Group(c10::intrusive_ptr<c10d::ProcessGroup> process_group,
-             std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> store)
-    : pg_(std::move(process_group)), timeout_(timeout), store_(std::move(store)) {
-  TORCH_CHECK(pg_, "vicreg::distributed::Group: expected a process group, got null");
-  TORCH_CHECK(timeout_.count() > 0, "vicreg::distributed::Group: timeout must be > 0 ms");
-}
-
-int Group::rank() const { return pg_->getRank(); }
-int Group::size() const { return pg_->getSize(); }
-
-at::Tensor all_gather(const at::Tensor& z, const Group& group) {
-  TORCH_CHECK(z.defined() && z.dim() >= 1, "vicreg::distributed::all_gather: expected a tensor "
-              "with a leading batch dim");
-  if (group.size() == 1) return z;
-  return GatherFunction::apply(z.contiguous(), &group);
-}
-
-void all_reduce_mean_(std::vector<at::Tensor>& tensors, const Group& group,
-                      int64_t bucket_bytes) {
-  TORCH_CHECK(bucket_bytes > 0, "vicreg::distributed::all_reduce_mean_: bucket_bytes must be > 0, "
-              "got ", bucket_bytes);
-  if (group.size() == 1 || tensors.empty()) return;
-  // Consecutive tensors of one dtype and device share a bucket up to bucket_bytes.
-  struct Bucket {
-    std::vector<at::Tensor*> members;
-    int64_t bytes = 0;
-    at::Tensor flat;
-    c10::intrusive_ptr<c10d::Work> work;
-  };
-  std::vector<Bucket> buckets;
-  for (auto& t : tensors) {
-    if (!t.defined()) continue;
-    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
-    const bool fits = !buckets.empty() &&
-                      buckets.back().members[0]->scalar_type() == t.scalar_type() &&
-                      buckets.back().members[0]->device() == t.device() &&
-                      buckets.back().bytes + bytes <= bucket_bytes;
-    if (!fits) buckets.emplace_back();
-    buckets.back().members.push_back(&t);
-    buckets.back().bytes += bytes;
-  }
-  for (auto& b : buckets) {
-    std::vector<at::Tensor> flat;
-    for (const auto* t : b.members) flat.push_back(t->reshape(-1));
-    std::vector<at::Tensor> one{at::cat(flat)};
-    b.flat = one[0];
-    b.work = group.process_group()->allreduce(one);
-  }
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    auto& b = buckets[i];
-    wait(b.work, group,
-         "all_reduce_mean_ (bucket " + std::to_string(i + 1) + " of " +
-             std::to_string(buckets.size()) + ")");
-    b.flat.div_(group.size());
-    int64_t offset = 0;
-    for (auto* t : b.members) {
-      t->copy_(b.flat.narrow(0, offset, t->numel()).view(t->sizes()));
-      offset += t->numel();
-    }
-  }
-}
 
 std::shared_ptr<Group> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,
                                        int size, std::chrono::milliseconds timeout,
