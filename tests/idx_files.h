@@ -7,17 +7,30 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace vicreg::testing {
 
-/// A per-process scratch directory under the system's temp directory.
+/// A per-process scratch directory under the system's temp directory, removed when the process
+/// exits (CTest runs every case in a process of its own, so each would leave one behind).
 inline std::filesystem::path scratch_dir(const std::string& tag) {
-  auto p = std::filesystem::temp_directory_path() /
-           ("vicreg_" + tag + "_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(p);
-  return p;
+  struct Removed {
+    std::filesystem::path path;
+    ~Removed() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static std::map<std::string, Removed> dirs;
+  auto& d = dirs[tag];
+  if (d.path.empty()) {
+    d.path = std::filesystem::temp_directory_path() /
+             ("vicreg_" + tag + "_" + std::to_string(::getpid()));
+  }
+  std::filesystem::create_directories(d.path);
+  return d.path;
 }
 
 /// Writes `bytes` gzip-compressed to `path`.
