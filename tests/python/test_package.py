@@ -452,9 +452,14 @@ def test_extra_repr():
     ({"variance_views": "max"}, "variance_views"),
     ({"covariance_norm": "n"}, "covariance_norm"),
 ])
-def test_vicreg_loss_bad_arguments_raise_value_error(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+def test_vicreg_loss_bad_values_raise_the_operators_error_at_construction(kwargs, name):
+    with pytest.raises(RuntimeError, match=name) as from_module:
         vicreg.VICRegLoss(**kwargs)
+    z = torch.randn(8, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError) as from_call:
+        VF.vicreg_loss(z, z, **kwargs)
+    # One error, whichever way the value comes in: same type, same words.
+    assert str(from_module.value).splitlines()[0] == str(from_call.value).splitlines()[0]
 
 
 @pytest.mark.parametrize("kwargs,name", [
@@ -462,6 +467,8 @@ def test_vicreg_loss_bad_arguments_raise_value_error(kwargs, name):
     ({"gamma": None}, "gamma"),
     ({"fused_backward": "yes"}, "fused_backward"),
     ({"check_finite": 1}, "check_finite"),
+    ({"convention": None}, "convention"),
+    ({"invariance": 1}, "invariance"),
 ])
 def test_vicreg_loss_wrong_types_raise_type_error(kwargs, name):
     with pytest.raises(TypeError, match=name):
@@ -469,11 +476,11 @@ def test_vicreg_loss_wrong_types_raise_type_error(kwargs, name):
 
 
 @pytest.mark.parametrize("kwargs,name,error", [
-    ({"var_coeff": -1.0}, "var_coeff", ValueError),
-    ({"cov_coeff": float("inf")}, "cov_coeff", ValueError),
-    ({"gamma": 0.0}, "gamma", ValueError),
-    ({"eps": -1.0}, "eps", ValueError),
-    ({"variance_form": "mad"}, "variance_form", ValueError),
+    ({"var_coeff": -1.0}, "var_coeff", RuntimeError),
+    ({"cov_coeff": float("inf")}, "cov_coeff", RuntimeError),
+    ({"gamma": 0.0}, "gamma", RuntimeError),
+    ({"eps": -1.0}, "eps", RuntimeError),
+    ({"variance_form": "mad"}, "variance_form", RuntimeError),
     ({"channel_dim": 1.0}, "channel_dim", TypeError),
     ({"active_in_eval": "no"}, "active_in_eval", TypeError),
 ])

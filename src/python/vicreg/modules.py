@@ -1,8 +1,8 @@
 """``VICRegLoss`` and ``VCReg``: nn.Modules over :mod:`vicreg.functional`, scriptable with
-``torch.jit.script``. Their constructors check the arguments and raise a ``ValueError`` (or
-a ``TypeError`` for a wrong type) that names the bad one; the operators check the inputs.
+``torch.jit.script``. Their constructors check the arguments: a wrong type is a ``TypeError``
+that names it; a bad value is the operators' own ``RuntimeError``, the same words as a call of
+:mod:`vicreg.functional` with that value, raised at construction.
 """
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -12,29 +12,26 @@ from . import functional as F
 
 __all__ = ["VICRegLoss", "VCReg"]
 
-CONVENTIONS = ("reference", "paper", "article")
-KNOBS = {
-    "invariance": ("element_mean", "sample_mean"),
-    "variance_form": ("std", "var"),
-    "variance_views": ("mean", "sum"),
-    "covariance_norm": ("unbiased", "biased"),
-}
+# The knobs that override a convention when given (extra_repr shows those given).
+KNOBS = ("invariance", "variance_form", "variance_views", "covariance_norm")
 
 
-def _number(name: str, value, positive: bool = False) -> float:
+def _number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
-                         f"got {value!r}")
+    return float(value)
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
     return value
 
 
-def _choice(name: str, value, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
+# A tiny input (2 rows, 2 features) for the operators to run their checks of the settings on,
+# once, at construction.
+def _probe() -> torch.Tensor:
+    return torch.zeros(2, 2, dtype=torch.float64)
 
 
 def _flag(name: str, value) -> bool:
@@ -87,20 +84,19 @@ class VICRegLoss(nn.Module):
         self.inv_coeff = _number("inv_coeff", inv_coeff)
         self.var_coeff = _number("var_coeff", var_coeff)
         self.cov_coeff = _number("cov_coeff", cov_coeff)
-        self.gamma = _number("gamma", gamma, positive=True)
+        self.gamma = _number("gamma", gamma)
         self.eps = _number("eps", eps)
-        self.convention = _choice("convention", convention, CONVENTIONS)
-        knobs = {"invariance": invariance, "variance_form": variance_form,
-                 "variance_views": variance_views, "covariance_norm": covariance_norm}
-        for name, value in knobs.items():
-            if value is not None:
-                _choice(name, value, KNOBS[name])
-        self.invariance = invariance
-        self.variance_form = variance_form
-        self.variance_views = variance_views
-        self.covariance_norm = covariance_norm
+        self.convention = _text("convention", convention)
+        self.invariance = None if invariance is None else _text("invariance", invariance)
+        self.variance_form = None if variance_form is None else _text("variance_form",
+                                                                      variance_form)
+        self.variance_views = None if variance_views is None else _text("variance_views",
+                                                                        variance_views)
+        self.covariance_norm = None if covariance_norm is None else _text("covariance_norm",
+                                                                          covariance_norm)
         self.fused_backward = _flag("fused_backward", fused_backward)
         self.check_finite = _flag("check_finite", check_finite)
+        self.forward(_probe(), _probe())
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
@@ -168,14 +164,17 @@ class VCReg(nn.Module):
         super().__init__()
         self.var_coeff = _number("var_coeff", var_coeff)
         self.cov_coeff = _number("cov_coeff", cov_coeff)
-        self.gamma = _number("gamma", gamma, positive=True)
+        self.gamma = _number("gamma", gamma)
         self.eps = _number("eps", eps)
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise TypeError(f"channel_dim must be an int, got {type(channel_dim).__name__} "
                             f"{channel_dim!r}")
         self.channel_dim = channel_dim
-        self.variance_form = _choice("variance_form", variance_form, KNOBS["variance_form"])
+        self.variance_form = _text("variance_form", variance_form)
         self.active_in_eval = _flag("active_in_eval", active_in_eval)
+        # The channel dim is checked against each input's dims, so not here.
+        F.vcreg(_probe(), self.var_coeff, self.cov_coeff, self.gamma, self.eps, -1,
+                self.variance_form)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` itself; in training mode (or with ``active_in_eval``) the backward adds the
