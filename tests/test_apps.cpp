@@ -81,8 +81,8 @@ TEST(Probes, SeparableDataIsClassifiedAndCollapseIsDetected) {
                                        x.narrow(0, 400, 200), y.narrow(0, 400, 200), 5),
             95.0);
   const auto collapsed = torch::ones({100, 4}) * 5 + torch::randn({100, 4}) * 1e-4;
-  EXPECT_EQ(vicreg::apps::spread_stats(collapsed).collapsed, 1.0);
-  EXPECT_EQ(vicreg::apps::spread_stats(x).collapsed, 0.0);
+  EXPECT_EQ(vicreg::apps::spread_stats(collapsed).collapsed_pct, 100.0);
+  EXPECT_EQ(vicreg::apps::spread_stats(x).collapsed_pct, 0.0);
 }
 
 // The probe's fit is a converged logistic regression: at its solution the gradient of
@@ -273,8 +273,17 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
       out.string() + ".log");
   ASSERT_EQ(run.status, 0) << run.log;
   for (const char* f : {"metrics.csv", "results.json", "table.md", "std_sorted.csv",
-                        "curve.csv", "pca.csv", "encoder.pt", "projector.pt"}) {
+                        "curve.csv", "pca.csv", "few_label.csv", "encoder.pt", "projector.pt"}) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
+  }
+  // The pictures, drawn from the filled-in template, wherever gnuplot is installed.
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    EXPECT_EQ(run.log.find("gnuplot failed"), std::string::npos) << run.log;
+    EXPECT_EQ(read_text(out / "plots.gp").find("{{"), std::string::npos);
+    for (const char* f : {"loss.png", "std.png", "learning_curve.png", "few_label.png",
+                          "pca.png"}) {
+      EXPECT_TRUE(fs::exists(out / f) && fs::file_size(out / f) > 1000) << f;
+    }
   }
   std::ifstream csv(out / "metrics.csv");
   std::string header, line;
@@ -408,6 +417,9 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
       {"--few-label-draws 0", "--few-label-draws: must be an integer in [1, 100], got '0'"},
       {"--curve-every -5", "--curve-every: must be an integer in [0, 1000000000], got '-5'"},
       {"--seeds 0,-1", "--seeds: must be 1 to 16 comma-separated integers >= 0"},
+      {"--seeds 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+       "--seeds: must be 1 to 16 comma-separated integers >= 0, got 17 seeds"},
+      {"--proj-dims 64,,64", "--proj-dims: must be 1 to 8 comma-separated sizes"},
   };
   if (have_data()) {
     cases.push_back({"--train-subset 100 --batch-size 128",

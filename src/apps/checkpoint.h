@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "report.h"
+#include "results.h"
 
 namespace vicreg::apps {
 

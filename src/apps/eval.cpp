@@ -270,16 +270,17 @@ std::vector<FewLabelScore> few_label_eval(const at::Tensor& train_x, const at::T
   return out;
 }
 
-SpreadStats spread_stats(const at::Tensor& features) {
-  SpreadStats s;
+Spread spread_stats(const at::Tensor& features) {
+  Spread s;
   const auto f = features.to(at::kDouble);
   const auto std = f.std(0, true);
-  s.std = std::get<0>(std.sort(0, /*descending=*/true));
+  const auto sorted = std::get<0>(std.sort(0, /*descending=*/true)).contiguous();
+  s.std.assign(sorted.data_ptr<double>(), sorted.data_ptr<double>() + sorted.numel());
   s.mean_std = std.mean().item<double>();
   // Relative to the features' overall scale, so that a small but healthy random-init output
   // is not called collapsed, while outputs that all sit on one point are.
   const double rms = f.square().mean().sqrt().item<double>();
-  s.collapsed = std.lt(kCollapsedStd * rms).to(at::kDouble).mean().item<double>();
+  s.collapsed_pct = 100 * std.lt(kCollapsedStd * rms).to(at::kDouble).mean().item<double>();
   return s;
 }
 

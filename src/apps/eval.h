@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "results.h"
+
 namespace vicreg::apps {
 
 /// Applies `fn` to `images` in chunks of `batch` without gradients; returns [N, D] features.
@@ -99,15 +101,6 @@ struct FewLabelPlan {
 /// validation rows.
 FewLabelPlan plan_few_label(const at::Tensor& train_y, const FewLabelOptions& o);
 
-/// One k's result for one feature set.
-struct FewLabelScore {
-  int64_t k = 0;
-  std::vector<double> linear, knn;  ///< test accuracy (%) per draw: linear probe, 1-NN
-  double linear_mean = 0, linear_std = 0, knn_mean = 0, knn_std = 0;  ///< std over draws (n-1)
-  double l2 = 0;            ///< the chosen penalty
-  double val_accuracy = 0;  ///< its mean accuracy (%) on the validation rows
-};
-
 /// Evaluates features [N_train, D] / [N_test, D] as `plan` says (one score per plan.ks).
 std::vector<FewLabelScore> few_label_eval(const at::Tensor& train_x, const at::Tensor& train_y,
                                           const at::Tensor& test_x, const at::Tensor& test_y,
@@ -116,15 +109,7 @@ std::vector<FewLabelScore> few_label_eval(const at::Tensor& train_x, const at::T
 /// Mean and sample std (n-1; 0 for one value) of `v`.
 std::pair<double, double> mean_std(const std::vector<double>& v);
 
-/// Per-dimension spread of features [N, D].
-struct SpreadStats {
-  at::Tensor std;            ///< [D] per-dimension std, sorted in descending order
-  double mean_std = 0;       ///< mean over dimensions
-  double collapsed = 0;      ///< fraction of dimensions with std < kCollapsedStd * RMS
-};
-/// A dimension is collapsed when its std is below this fraction of the root mean square of
-/// all feature entries (scale-free: outputs that all sit near one point have std << RMS).
-constexpr double kCollapsedStd = 0.01;
-SpreadStats spread_stats(const at::Tensor& features);
+/// Per-dimension spread of features [N, D] (results.h).
+Spread spread_stats(const at::Tensor& features);
 
 }  // namespace vicreg::apps

@@ -1,4 +1,4 @@
-// vicreg_train's one training loop (trainer.h), which the VICReg run and the supervised
+// vicreg_train's one training loop (loop.h), which the VICReg run and the supervised
 // reference drive with their own step.
 
 #include <fmt/format.h>
@@ -6,7 +6,8 @@
 #include <chrono>
 #include <cmath>
 
-#include "trainer.h"
+#include "loop.h"
+#include "progress.h"
 
 namespace vicreg::apps {
 namespace {

@@ -1,7 +1,8 @@
+// vicreg_train's report (report.h).
+
 #include "report.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,12 +11,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "plots.h"
+
 namespace fs = std::filesystem;
 
 namespace vicreg::apps {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 namespace {
 
@@ -25,89 +25,7 @@ double round4(double v) { return std::round(v * 1e4) / 1e4; }
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Progress of the training loop and of the evaluation
-
-std::string format_duration(double seconds) {
-  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
-  if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
-  return fmt::format("{}:{:02}", s / 60, s % 60);
-}
-
-ProgressBar::ProgressBar(int64_t total_steps, int64_t every)
-    : total_(total_steps), every_(every), tty_(isatty(fileno(stderr)) != 0),
-      start_(std::chrono::steady_clock::now()) {}
-
-// A progress line on stderr: rewritten in place on a terminal, one line each otherwise.
-static void print_status(bool tty, const std::string& line) {
-  if (tty) {
-    fmt::print(stderr, "\r{}\033[K", line);
-  } else {
-    fmt::print(stderr, "{}\n", line);
-  }
-}
-
-void ProgressBar::update(int64_t step, int64_t epoch, const std::vector<std::string>& names,
-                         const std::vector<double>& values, double images_per_s) {
-  const int64_t done = step + 1;
-  if (!tty_ && done % every_ != 0 && done != total_) return;
-  const int width = 24;
-  const auto filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
-  std::string terms = fmt::format("{} {:.3f}", names[0], values[0]);
-  for (size_t i = 1; i < values.size(); ++i) {
-    terms += fmt::format(" {} {:.4f}", names[i].substr(0, 3), values[i]);
-  }
-  const double elapsed = seconds_since(start_);
-  const auto line = fmt::format(
-      "[{}{}] step {}/{} epoch {} | {} | {:.0f} img/s | {} elapsed, ETA {}",
-      std::string(filled, '#'), std::string(width - filled, '.'), done, total_, epoch + 1,
-      terms, images_per_s, format_duration(elapsed),
-      format_duration(elapsed / done * static_cast<double>(total_ - done)));
-  print_status(tty_, line);
-}
-
-void ProgressBar::end_epoch() {
-  if (tty_) fmt::print(stderr, "\n");
-}
-
-StatusLine::StatusLine()
-    : tty_(isatty(fileno(stderr)) != 0), start_(std::chrono::steady_clock::now()) {}
-
-void StatusLine::show(const std::string& text) {
-  const auto line = fmt::format("{} ({} elapsed)", text, format_duration(seconds_since(start_)));
-  print_status(tty_, line);
-}
-
-void StatusLine::clear() {
-  if (tty_) fmt::print(stderr, "\r\033[K");
-}
-
-std::string metrics_csv_header(const std::vector<std::string>& names, const std::string& extra) {
-  std::string h = "step,epoch";
-  for (const auto& n : names) h += "," + n;
-  return h + ",images_per_s,lr" + (extra.empty() ? "" : "," + extra) + "\n";
-}
-
-std::string metrics_csv_row(int64_t step, int64_t epoch, const std::vector<double>& values,
-                            double images_per_s, double lr, const std::string& extra) {
-  std::string row = fmt::format("{},{}", step + 1, epoch + 1);
-  for (double v : values) row += fmt::format(",{:.6g}", v);
-  return row + fmt::format(",{:.1f},{:.3g}", images_per_s, lr) + extra + "\n";
-}
-
-std::string epoch_line(const std::string& prefix, int64_t epoch,
-                       const std::vector<std::string>& names, const std::vector<double>& means,
-                       double seconds) {
-  std::string line = fmt::format("{}epoch {}: mean {} {:.4f}", prefix, epoch + 1, names[0],
-                                 means[0]);
-  for (size_t i = 1; i < means.size(); ++i) {
-    line += fmt::format("{}{} {:.4f}", i == 1 ? " (" : ", ", names[i], means[i]);
-  }
-  if (means.size() > 1) line += ")";
-  return line + fmt::format(" in {:.0f} s", seconds);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Results: table, warning, files
+// Tables, warning, files
 
 std::string results_table(const std::vector<ResultRow>& rows, int64_t knn_k) {
   std::string t = fmt::format(
@@ -152,7 +70,7 @@ std::string few_label_table(const std::vector<ResultRow>& rows) {
       const auto& s = r.few_label[i];
       t += fmt::format("| {} | {} | {:.2f} ± {:.2f}% | {:.2f} ± {:.2f}% | {:g} ({:.1f}%) |\n", s.k,
                        r.name, s.linear_mean, s.linear_std, s.knn_mean, s.knn_std, s.l2,
-                       s.val_pct);
+                       s.val_accuracy);
     }
   }
   const auto& s0 = rows[0].few_label[0];
@@ -163,7 +81,7 @@ std::string few_label_table(const std::vector<ResultRow>& rows) {
                  "regression (L-BFGS), its L2 penalty chosen per row and k by mean accuracy on "
                  "validation images from the training set that no draw contains (val. acc.). "
                  "1-NN: cosine similarity, same draws.\n",
-                 s0.draws);
+                 s0.linear.size());
 }
 
 namespace {
@@ -216,7 +134,7 @@ std::string verdict_line(const std::vector<ResultRow>& rows) {
                      t.name, m[0].versus, versus(m[0]), m[1].versus, versus(m[1]),
                      t.few_label.empty()
                          ? ""
-                         : fmt::format("; few labels: mean of {} draws", t.few_label[0].draws));
+                         : fmt::format("; few labels: mean of {} draws", t.few_label[0].linear.size()));
 }
 
 std::string seeds_summary(const std::vector<uint64_t>& seeds,
@@ -286,12 +204,15 @@ void write_std_sorted_csv(const fs::path& file, const std::vector<ResultRow>& ro
   csv << "rank,trained_embedding,random_embedding,trained_repr,random_repr\n";
   const auto& trained = rows.at(0);
   const auto& random = rows.at(1);
-  const size_t repr_dim = trained.repr.std.size();
-  for (size_t i = 0; i < trained.embed->std.size(); ++i) {
-    csv << fmt::format("{},{:.6g},{:.6g},{},{}\n", i + 1, trained.embed->std[i],
-                       random.embed->std[i],
-                       i < repr_dim ? fmt::format("{:.6g}", trained.repr.std[i]) : "",
-                       i < repr_dim ? fmt::format("{:.6g}", random.repr.std[i]) : "");
+  // Rows to the larger of the two widths; the narrower one's columns end in empty fields.
+  auto at = [](const std::vector<double>& v, size_t i) {
+    return i < v.size() ? fmt::format("{:.6g}", v[i]) : std::string();
+  };
+  const auto& te = trained.embed->std;
+  const auto& re = random.embed->std;
+  for (size_t i = 0; i < std::max(te.size(), trained.repr.std.size()); ++i) {
+    csv << fmt::format("{},{},{},{},{}\n", i + 1, at(te, i), at(re, i), at(trained.repr.std, i),
+                       at(random.repr.std, i));
   }
 }
 
@@ -340,8 +261,8 @@ void write_results_json(const fs::path& file, const TrainConfig& c, const RunFac
                                 {"linear_mean", round4(s.linear_mean)},
                                 {"linear_std", round4(s.linear_std)},
                                 {"knn_mean", round4(s.knn_mean)}, {"knn_std", round4(s.knn_std)},
-                                {"draws", s.draws}, {"probe_l2", s.l2},
-                                {"val_accuracy", round4(s.val_pct)}});
+                                {"draws", s.linear.size()}, {"probe_l2", s.l2},
+                                {"val_accuracy", round4(s.val_accuracy)}});
     }
   }
   if (f.curve.every > 0 && !f.curve.points.empty()) {
@@ -381,148 +302,6 @@ void write_results_json(const fs::path& file, const TrainConfig& c, const RunFac
   std::ofstream(file) << j.dump(2) << "\n";
 }
 
-namespace {
-
-// Tick spacing for an axis of `range` units: 1, 2 or 5 times a power of ten, at most 5 ticks,
-// so that four-digit step numbers do not run together.
-double tick_spacing(double range) {
-  const double raw = std::max(range, 1.0) / 5;
-  const double p = std::pow(10.0, std::floor(std::log10(raw)));
-  for (double m : {1.0, 2.0, 5.0}) {
-    if (m * p >= raw) return m * p;
-  }
-  return 10 * p;
-}
-
-void write_curve_csv(const fs::path& file, const LearningCurve& c) {
-  std::ofstream csv(file);
-  csv << "step,knn,random_init_knn,raw_pixels_knn\n";
-  for (const auto& p : c.points) {
-    csv << fmt::format("{},{:.4f},{:.4f},{:.4f}\n", p.step, p.knn_pct, c.random_init_pct,
-                       c.pixels_pct);
-  }
-}
-
-void write_pca_csv(const fs::path& file, const Projection& a, const Projection& b) {
-  std::ofstream csv(file);
-  csv << "label,trained_pc1,trained_pc2,random_pc1,random_pc2\n";
-  for (size_t i = 0; i < a.labels.size(); ++i) {
-    csv << fmt::format("{},{:.5g},{:.5g},{:.5g},{:.5g}\n", a.labels[i], a.pc1[i], a.pc2[i],
-                       b.pc1[i], b.pc2[i]);
-  }
-}
-
-}  // namespace
-
-void write_plots(const fs::path& out, const std::vector<std::string>& compare, const RunFacts& f,
-                 const std::vector<ResultRow>& rows) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    fmt::print(stderr, "gnuplot not found: skipping the PNG plots (install gnuplot-nox)\n");
-    return;
-  }
-  const auto metrics = (out / "metrics.csv").string();
-  const auto xtics = tick_spacing(static_cast<double>(f.steps));
-  std::ofstream gp(out / "plots.gp");
-  gp << "set datafile separator ','\nset key autotitle columnhead\nset grid\n";
-  // loss.png: the three unweighted terms, and the weighted loss that training lowers.
-  gp << "set terminal pngcairo size 1100,720 font ',10'\n"
-     << "set output '" << (out / "loss.png").string() << "'\n"
-     << fmt::format("set xtics {:g}\nset xrange [0:{}]\n", xtics, f.steps)
-     << "set multiplot layout 2,2 title 'VICReg loss over training steps'\n"
-     << "set xlabel 'step'\nset title 'invariance (unweighted): views disagree'\nplot '"
-     << metrics << "' using 1:4 with lines lw 1.5 notitle\n"
-     << "set title 'variance (unweighted): dims below std gamma'\nplot '" << metrics
-     << "' using 1:5 with lines lw 1.5 lc 2 notitle\n"
-     << "set title \"covariance (unweighted, log): scales with the embeddings' variance,\\n"
-        "so it rises as the variance term spreads them (not a regression)\"\n"
-     << "set logscale y\nplot '" << metrics
-     << "' using 1:6 with lines lw 1.5 lc 3 notitle\nunset logscale y\n"
-     << fmt::format("set title 'weighted: the loss that training lowers = {:g} inv + {:g} var + "
-                    "{:g} cov'\nset key at graph 0.98, graph 0.42 right center\n",
-                    f.inv_coeff, f.var_coeff, f.cov_coeff)
-     << "plot '" << metrics << "' using 1:3 with lines lw 2 lc rgb 'black' title 'loss', '' "
-     << fmt::format("using 1:({:g}*$4) with lines lc 1 title 'inv', '' using 1:({:g}*$5) with "
-                    "lines lc 2 title 'var', '' using 1:({:g}*$6) with lines lc 3 title 'cov'\n",
-                    f.inv_coeff, f.var_coeff, f.cov_coeff)
-     << "unset multiplot\nunset xrange\nset xtics autofreq\n";
-  // std.png: sorted per-dimension std of the embeddings (with gamma) and of the representation.
-  const auto& t = rows.at(0);
-  const size_t embed_dims = t.embed ? t.embed->std.size() : 0, repr_dims = t.repr.std.size();
-  const auto sorted = (out / "std_sorted.csv").string();
-  gp << "set terminal pngcairo size 1100,440 font ',10'\n"
-     << "set output '" << (out / "std.png").string() << "'\n"
-     << "set multiplot layout 1,2 title 'per-dimension std over the test images, sorted "
-        "(log scale)'\nset logscale y\nset xlabel 'dimension (sorted by std)'\nset ylabel "
-        "'std'\nset key bottom left\n"
-     << "set format y '%g'\n"
-     << fmt::format("set xrange [1:{}]\nset yrange [*:{:g}]\n", embed_dims, 3 * f.gamma)
-     << fmt::format("set title 'embedding: projector output ({} dims), what the loss sees'\n",
-                    embed_dims)
-     << fmt::format("plot {:g} with lines dt 2 lw 1.5 lc rgb 'black' title 'gamma = {:g} (the "
-                    "variance target)', '",
-                    f.gamma, f.gamma)
-     << sorted << "' using 1:2 with lines lw 2 lc 1 title 'trained (this run)', '' using 1:3 "
-     << "with lines lw 2 lc 2 title 'random init'";
-  for (const auto& dir : compare) {
-    gp << ", '" << (fs::path(dir) / "std_sorted.csv").string()
-       << "' using 1:2 with lines lw 2 title 'trained: " << fs::path(dir).filename().string()
-       << "'";
-  }
-  gp << "\n"
-     << fmt::format("set xrange [1:{}]\nset yrange [*:*]\n", repr_dims)
-     << fmt::format("set title 'representation: encoder output ({} dims), what the probes see'\n",
-                    repr_dims)
-     << "plot '" << sorted << "' using 1:4 with lines lw 2 lc 1 title 'trained (this run)', '' "
-     << "using 1:5 with lines lw 2 lc 2 title 'random init'\n"
-     << "unset multiplot\nunset logscale y\nunset xrange\nunset yrange\nunset ylabel\n"
-     << "set format y '% h'\n";
-  // learning_curve.png
-  if (f.curve.every > 0 && !f.curve.points.empty()) {
-    const auto curve = (out / "curve.csv").string();
-    gp << "set terminal pngcairo size 800,460 font ',10'\n"
-       << "set output '" << (out / "learning_curve.png").string() << "'\n"
-       << fmt::format("set title 'k-NN accuracy during training (k = {}, cosine; {} training "
-                      "images as memory, {} test images)'\n",
-                      f.curve.k, f.curve.memory, f.curve.queries)
-       << fmt::format("set xlabel 'step'\nset ylabel 'test accuracy (%)'\nset xtics {:g}\n"
-                      "set key bottom right\nset offsets 0, 0, 1, 1\n",
-                      xtics)
-       << "plot '" << curve << "' using 1:2 with linespoints lw 2 pt 7 lc 1 title 'VICReg "
-       << "encoder', '' using 1:3 with lines dt 2 lw 2 lc 2 title 'random-init encoder', '' "
-       << "using 1:4 with lines dt 3 lw 2 lc 3 title 'raw pixels'\nunset ylabel\n"
-       << "set xtics autofreq\nset offsets 0, 0, 0, 0\n";
-  }
-  // pca.png: the trained encoder beside its random init.
-  if (rows.size() >= 2 && t.pca && rows[1].pca) {
-    const auto pca = (out / "pca.csv").string();
-    // Every 5th test image (2000 of 10k) keeps the picture readable and the PNG under 100 KB.
-    gp << "set terminal pngcairo size 960,440 font ',10'\n"
-       << "set output '" << (out / "pca.png").string() << "'\n"
-       << "set multiplot layout 1,2 title 'test-set representations on their first two principal "
-          "components (standardized; every 5th test image), coloured by class'\n"
-       << "names = 'T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "
-          "Ankle-boot'\n"
-       << "colours = '#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f "
-          "#bcbd22 #17becf'\n"
-       << "set xlabel 'PC 1'\nset ylabel 'PC 2'\nunset key\nunset grid\n"
-       << fmt::format("set title 'VICReg encoder (PC 1, 2: {:.0f}%, {:.0f}% of the variance)'\n",
-                      t.pca->explained1, t.pca->explained2)
-       << "plot for [c=0:9] '" << pca
-       << "' every 5 using ($1==c ? $2 : 1/0):3 with points pt 7 ps 0.3 lc rgb word(colours, c+1) "
-          "notitle\n"
-       << fmt::format("set title 'random-init encoder (PC 1, 2: {:.0f}%, {:.0f}%)'\n",
-                      rows[1].pca->explained1, rows[1].pca->explained2)
-       << "set key outside right top spacing 0.9\n"
-       << "plot for [c=0:9] '" << pca
-       << "' every 5 using ($1==c ? $4 : 1/0):5 with points pt 7 ps 0.3 lc rgb word(colours, c+1) "
-          "notitle, for [c=0:9] keyentry with points pt 7 ps 1.5 lc rgb word(colours, c+1) "
-          "title word(names, c+1)\nunset multiplot\n";
-  }
-  gp.close();
-  const auto cmd = "gnuplot '" + (out / "plots.gp").string() + "'";
-  if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "gnuplot failed: {}\n", cmd);
-}
-
 void report_results(const fs::path& out, const TrainConfig& c, const RunFacts& f,
                     const std::vector<ResultRow>& rows) {
   const auto table = results_table(rows, c.knn_k);
@@ -541,19 +320,9 @@ void report_results(const fs::path& out, const TrainConfig& c, const RunFacts& f
   write_std_sorted_csv(out / "std_sorted.csv", rows);
   write_results_json(out / "results.json", c, f, rows);
   std::string wrote = "metrics.csv, results.json, table.md, std_sorted.csv";
-  if (f.curve.every > 0 && !f.curve.points.empty()) {
-    write_curve_csv(out / "curve.csv", f.curve);
-    wrote += ", curve.csv";
-  }
-  if (rows.size() >= 2 && rows[0].pca && rows[1].pca) {
-    write_pca_csv(out / "pca.csv", *rows[0].pca, *rows[1].pca);
-    wrote += ", pca.csv";
-  }
+  for (const auto& name : write_plot_data(out, f, rows)) wrote += ", " + name;
   if (f.steps > 0) {
-    write_plots(out, c.compare, f, rows);
-    wrote += ", loss.png, std.png";
-    if (f.curve.every > 0 && !f.curve.points.empty()) wrote += ", learning_curve.png";
-    if (rows.size() >= 2 && rows[0].pca && rows[1].pca) wrote += ", pca.png";
+    for (const auto& name : write_plots(out, c.compare, f, rows)) wrote += ", " + name;
     wrote += ", encoder.pt, projector.pt";
   }
   fmt::print("wrote {}: {}\n", out.string(), wrote);

@@ -4,7 +4,7 @@
 // metrics (CSV, JSON), the table and gnuplot plots to the output directory.
 //
 // This file is the command line: every option, its range and its help. The run is in
-// trainer.cpp (model, training loop, evaluation) and report.cpp (progress, table, files).
+// run.cpp, which names the other parts (src/apps/CMakeLists.txt lists them).
 
 #include <c10/util/Exception.h>
 
@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
-#include <sstream>
 
+#include "int_list.h"
 #include "runtime.h"
 #include "train_config.h"
 
@@ -48,65 +48,15 @@ CLI::Validator non_negative_integer() {
       ">= 0");
 }
 
-// Comma-separated positive sizes, at most `max_count` of them ("1024,1024").
-CLI::Validator size_list(size_t max_count) {
+// A list option under `rule` (int_list.h), e.g. "must be 1 to 3 comma-separated sizes in
+// [1, 65536], got '8,8,8,8'".
+CLI::Validator int_list(const vicreg::apps::IntListRule& rule, const std::string& shape) {
   return CLI::Validator(
-      [=](std::string& input) -> std::string {
-        std::stringstream ss(input);
-        size_t count = 0;
-        for (std::string item; std::getline(ss, item, ',');) {
-          int64_t v = 0;
-          if (!CLI::detail::lexical_cast(item, v) || v < 1 || v > 65536 || ++count > max_count) {
-            count = max_count + 1;
-            break;
-          }
-        }
-        if (count >= 1 && count <= max_count) return "";
-        return fmt::format("must be 1 to {} comma-separated sizes in [1, 65536], got '{}'",
-                           max_count, input);
+      [rule](std::string& input) -> std::string {
+        if (vicreg::apps::parse_int_list(input, rule)) return "";
+        return fmt::format("must be {}, got '{}'", vicreg::apps::describe(rule), input);
       },
-      fmt::format("SIZES (at most {})", max_count));
-}
-
-// --few-label-k: "0" (no few-label evaluation) or 1 to 8 comma-separated counts in [1, 6000]
-// (Fashion-MNIST has 6000 training images per class).
-CLI::Validator few_label_list() {
-  return CLI::Validator(
-      [](std::string& input) -> std::string {
-        if (input == "0") return "";
-        std::stringstream ss(input);
-        size_t count = 0;
-        for (std::string item; std::getline(ss, item, ',');) {
-          int64_t v = 0;
-          if (!CLI::detail::lexical_cast(item, v) || v < 1 || v > 6000 || ++count > 8) {
-            count = 9;
-            break;
-          }
-        }
-        if (count >= 1 && count <= 8) return "";
-        return fmt::format("must be 0 or 1 to 8 comma-separated counts in [1, 6000], got '{}'",
-                           input);
-      },
-      "K,K,... (0: off)");
-}
-
-// --seeds: 1 to 16 comma-separated integers >= 0.
-CLI::Validator seed_list() {
-  return CLI::Validator(
-      [](std::string& input) -> std::string {
-        std::stringstream ss(input);
-        size_t count = 0;
-        for (std::string item; std::getline(ss, item, ',');) {
-          int64_t v = 0;
-          if (!CLI::detail::lexical_cast(item, v) || v < 0 || ++count > 16) {
-            count = 17;
-            break;
-          }
-        }
-        if (count >= 1 && count <= 16) return "";
-        return fmt::format("must be 1 to 16 comma-separated integers >= 0, got '{}'", input);
-      },
-      "SEED,SEED,...");
+      shape);
 }
 
 void add_data_options(CLI::App& app, TrainConfig& c) {
@@ -122,11 +72,11 @@ void add_data_options(CLI::App& app, TrainConfig& c) {
 
 void add_model_options(CLI::App& app, TrainConfig& c) {
   app.add_option("--encoder-widths", c.encoder_widths, "channels of the conv blocks (<= 3)")
-      ->capture_default_str()->check(size_list(3));
+      ->capture_default_str()->check(int_list(vicreg::apps::kEncoderWidths, "SIZES (at most 3)"));
   app.add_option("--pool", c.pool, "representation: average-pooled to pool x pool positions")
       ->capture_default_str()->check(in_range<int64_t>(1, 7));
   app.add_option("--proj-dims", c.proj_dims, "projector (expander) sizes, comma-separated")
-      ->capture_default_str()->check(size_list(8));
+      ->capture_default_str()->check(int_list(vicreg::apps::kProjDims, "SIZES (at most 8)"));
 }
 
 void add_training_options(CLI::App& app, TrainConfig& c) {
@@ -145,7 +95,7 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
   app.add_option("--seeds", c.seeds,
                  "one run per seed, each into --out-dir/seed-N, then the spread of the "
                  "trained encoder's margins over the seeds (e.g. 0,1,2)")
-      ->delimiter(',')->check(seed_list());
+      ->check(int_list(vicreg::apps::kSeeds, "SEED,SEED,..."))->delimiter(',');
 }
 
 void add_augment_options(CLI::App& app, TrainConfig& c) {
@@ -192,7 +142,7 @@ void add_eval_options(CLI::App& app, TrainConfig& c) {
   app.add_option("--few-label-k", c.few_label_k,
                  "few-label evaluation: labelled training images per class, comma-separated "
                  "(0: off)")
-      ->capture_default_str()->check(few_label_list());
+      ->capture_default_str()->check(int_list(vicreg::apps::kFewLabelK, "K,K,... (0: off)"));
   app.add_option("--few-label-draws", c.few_label_draws,
                  "draws of the labelled images for each few-label count")
       ->capture_default_str()->check(in_range<int64_t>(1, 100));
@@ -285,6 +235,12 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  // CLI11 validates the items of --seeds one by one; their count is checked here.
+  if (c.seeds.size() > vicreg::apps::kSeeds.max_count) {
+    fmt::print(stderr, "--seeds: must be {}, got {} seeds\nRun with --help for more information.\n",
+               vicreg::apps::describe(vicreg::apps::kSeeds), c.seeds.size());
+    return static_cast<int>(CLI::ExitCodes::ValidationError);
   }
   c.few_label_k_set = app.count("--few-label-k") > 0;
   if (!c.resume.empty() && !c.eval_only && app.count("--out-dir") == 0) c.out_dir = c.resume;
