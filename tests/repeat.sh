@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a test command N times in a row with one core kept busy beside it (a `yes` process),
-# counting passes, failures and skips (exit 77); keeps the log of every failure. For the tests
-# that use threads, processes or sockets, whose flakiness only shows under load.
+# counting passes, failures and skips (exit 77); keeps the log of every failure and, in
+# LOGDIR/runs, one line per run done (run number, exit code), to follow a long repetition. For
+# the tests that use threads, processes or sockets, whose flakiness only shows under load.
 #   bash tests/repeat.sh N LOGDIR COMMAND [ARGS...]
 # e.g. bash tests/repeat.sh 200 /tmp/rep bash tests/resume.sh build/src/apps/vicreg_train ranks
 set -uo pipefail
@@ -13,6 +14,7 @@ n=$1
 logs=$2
 shift 2
 mkdir -p "$logs"
+: > "$logs/runs"
 yes > /dev/null &
 busy=$!
 trap 'kill $busy 2>/dev/null' EXIT
@@ -21,6 +23,7 @@ start=$(date +%s)
 for i in $(seq 1 "$n"); do
   "$@" > "$logs/run.log" 2>&1
   rc=$?
+  echo "$i $rc" >> "$logs/runs"
   case $rc in
     0) pass=$((pass + 1)) ;;
     77) skip=$((skip + 1)) ;;
