@@ -94,6 +94,7 @@ set ylabel 'test accuracy (%)'
 set logscale x
 set xtics ({{ks}})
 set xrange [{{k_low}}:{{k_high}}]
+set offsets 0, 0, 3, 0
 set key default
 set key bottom right
 plot '{{out}}/few_label.csv' using 1:2:3 with yerrorlines lw 2 pt 7 lc 1 title 'VICReg encoder', \
@@ -104,6 +105,7 @@ unset logscale x
 unset ylabel
 unset xrange
 set xtics autofreq
+set offsets 0, 0, 0, 0
 set key default
 
 ### section pca
