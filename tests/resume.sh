@@ -12,11 +12,7 @@
 set -euo pipefail
 train="$1"
 mode="$2"
-data=/usr/share/datasets/fashion-mnist
-if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
-  echo "SKIP: $data not found (install the Debian package dataset-fashion-mnist)"
-  exit 77
-fi
+source "$(dirname "$0")/dataset.sh"
 out=$(mktemp -d)
 pids=()
 cleanup() {

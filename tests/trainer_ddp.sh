@@ -5,11 +5,7 @@
 # outputs. Skips (exit 77) without the dataset.
 set -euo pipefail
 train="$1"
-data=/usr/share/datasets/fashion-mnist
-if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
-  echo "SKIP: $data not found (install the Debian package dataset-fashion-mnist)"
-  exit 77
-fi
+source "$(dirname "$0")/dataset.sh"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 args=(--train-subset 650 --test-subset 200 --batch-size 65 --max-steps 8 --epochs 1
