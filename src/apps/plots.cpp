@@ -111,7 +111,7 @@ std::vector<std::string> write_plots(const fs::path& out, const std::vector<std:
     return {};
   }
   const auto& t = rows.at(0);
-  Fields v = {{"out", out.string()},
+  Fields v = {{"out", fs::absolute(out).string()},
               {"steps", std::to_string(f.steps)},
               {"xtics", fmt::format("{:g}", tick_spacing(static_cast<double>(f.steps)))},
               {"inv", fmt::format("{:g}", f.inv_coeff)},
@@ -124,7 +124,7 @@ std::vector<std::string> write_plots(const fs::path& out, const std::vector<std:
   std::string others;
   for (const auto& dir : compare) {
     others += fmt::format(", \\\n     '{}' using 1:2 with lines lw 2 title 'trained: {}'",
-                          (fs::path(dir) / "std_sorted.csv").string(),
+                          fs::absolute(fs::path(dir) / "std_sorted.csv").string(),
                           fs::path(dir).filename().string());
   }
   v["compare"] = others;

@@ -1,8 +1,9 @@
 ### section common
 # vicreg_train's plots. This is the template (src/apps/plots.gp): the program fills in the
-# fields (names in double braces), keeps the sections the run has data for, and writes the
-# result as plots.gp into the output directory, where `gnuplot plots.gp` redraws them.
+# fields (names in double braces; paths absolute), keeps the sections the run has data for,
+# and writes the result as plots.gp into the output directory: `gnuplot plots.gp` redraws them.
 set datafile separator ','
+set datafile columnheaders
 set grid
 
 ### section loss
