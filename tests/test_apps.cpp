@@ -19,6 +19,7 @@
 #include "data.h"
 #include "eval.h"
 #include "idx_files.h"
+#include "int_list.h"
 
 namespace fs = std::filesystem;
 
@@ -259,6 +260,25 @@ TrainerRun run_trainer(const std::string& args, const fs::path& log) {
   return r;
 }
 
+// The one parser of the list options: decimal integers, nothing around them.
+TEST(IntList, TakesDecimalListsWithinTheRuleAndNothingElse) {
+  using vicreg::apps::IntListRule;
+  using vicreg::apps::parse_int_list;
+  const IntListRule sizes{1, 65536, 3, "sizes"}, counts{1, 6000, 8, "counts", "0"};
+  EXPECT_EQ(parse_int_list("16,32,64", sizes), (std::vector<int64_t>{16, 32, 64}));
+  EXPECT_EQ(parse_int_list("010", sizes), (std::vector<int64_t>{10}));  // not octal
+  EXPECT_EQ(parse_int_list("+5", sizes), (std::vector<int64_t>{5}));
+  EXPECT_EQ(parse_int_list("0", counts), (std::vector<int64_t>{}));  // the off value
+  for (const char* bad : {"", ",", "64,", ",64", "64,,64", " 64", "64 ", "\t5", "0x10", "1e3",
+                          "6.5", "-", "0", "65537", "1,2,3,4", "99999999999999999999"}) {
+    EXPECT_FALSE(parse_int_list(bad, sizes)) << "'" << bad << "'";
+  }
+  EXPECT_FALSE(parse_int_list("0,10", counts));  // "0" stands alone
+  EXPECT_EQ(vicreg::apps::describe(counts), "0 or 1 to 8 comma-separated counts in [1, 6000]");
+  EXPECT_EQ(vicreg::apps::describe(vicreg::apps::kSeeds),
+            "1 to 16 comma-separated integers >= 0");
+}
+
 TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   if (!have_data()) {
     GTEST_SKIP() << "Fashion-MNIST not found in " << kData
@@ -276,6 +296,18 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
                         "curve.csv", "pca.csv", "few_label.csv", "encoder.pt", "projector.pt"}) {
     EXPECT_TRUE(fs::exists(out / f)) << f;
   }
+  // few_label.csv: a row per count, the three rows' means and stds; std_sorted.csv: a row per
+  // dimension of the wider of embedding (64) and representation (64 x 2 x 2).
+  auto lines_of = [](const fs::path& p) {
+    const auto text = read_text(p);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  EXPECT_EQ(lines_of(out / "few_label.csv"), 1 + 2);
+  const auto few = read_text(out / "few_label.csv");
+  EXPECT_EQ(few.substr(0, few.find('\n')),
+            "labels_per_class,vicreg,vicreg_std,random_init,random_init_std,raw_pixels,"
+            "raw_pixels_std");
+  EXPECT_EQ(lines_of(out / "std_sorted.csv"), 1 + 256);
   // The pictures, drawn from the filled-in template, wherever gnuplot is installed.
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     EXPECT_EQ(run.log.find("gnuplot failed"), std::string::npos) << run.log;
@@ -418,7 +450,8 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
       {"--curve-every -5", "--curve-every: must be an integer in [0, 1000000000], got '-5'"},
       {"--seeds 0,-1", "--seeds: must be 1 to 16 comma-separated integers >= 0"},
       {"--seeds 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
-       "--seeds: must be 1 to 16 comma-separated integers >= 0, got 17 seeds"},
+       "--seeds: must be 1 to 16 comma-separated integers >= 0, got '0,1,2,3,4,5,6,7,8,9,10,"},
+      {"--seeds 0x10", "--seeds: must be 1 to 16 comma-separated integers >= 0, got '0x10'"},
       {"--proj-dims 64,,64", "--proj-dims: must be 1 to 8 comma-separated sizes"},
   };
   if (have_data()) {
@@ -436,6 +469,25 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
     EXPECT_EQ(r.log.find("frame #"), std::string::npos) << args << ":\n" << r.log;
     const auto lines = std::count(r.log.begin(), r.log.end(), '\n');
     EXPECT_LE(lines, 2) << args << ":\n" << r.log;  // the message, and CLI11's --help hint
+  }
+}
+
+// --seeds runs once per seed (read as decimal: 010 is seed 10) into its own directory, then
+// writes the margins' spread.
+TEST(Trainer, SeedsRunOncePerDecimalSeedIntoItsOwnDirectory) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not found in " << kData;
+  const auto out = scratch() / "seeds";
+  fs::remove_all(out);
+  const auto run = run_trainer(
+      "--seeds 010,2 --train-subset 256 --test-subset 128 --batch-size 64 --max-steps 2"
+      " --probe-iters 5 --proj-dims 32,32 --threads 2 --few-label-k 1 --few-label-draws 1"
+      " --curve-every 0 --out-dir " + out.string(),
+      out.string() + ".log");
+  ASSERT_EQ(run.status, 0) << run.log;
+  EXPECT_NE(run.log.find("=== seed 10 -> "), std::string::npos) << run.log;
+  EXPECT_NE(run.log.find("=== seed 2 -> "), std::string::npos) << run.log;
+  for (const char* f : {"seed-10/results.json", "seed-2/results.json", "seeds.md"}) {
+    EXPECT_TRUE(fs::exists(out / f)) << f;
   }
 }
 

@@ -32,7 +32,8 @@ inline std::string describe(const IntListRule& r) {
 }
 
 /// The values of `s` under `r`: empty for the off value, none when `s` breaks the rule (an
-/// empty item, a non-integer, a value out of range, too many values).
+/// empty item, a trailing comma, anything but decimal digits after an optional sign, a value
+/// out of range, too many values). Decimal only: "010" is 10.
 inline std::optional<std::vector<int64_t>> parse_int_list(const std::string& s,
                                                           const IntListRule& r) {
   if (r.off && s == r.off) return std::vector<int64_t>{};
@@ -40,20 +41,23 @@ inline std::optional<std::vector<int64_t>> parse_int_list(const std::string& s,
   for (size_t start = 0;;) {
     const size_t end = s.find(',', start);
     const std::string item = s.substr(start, end == std::string::npos ? end : end - start);
-    char* stop = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(item.c_str(), &stop, 10);
-    if (item.empty() || item[0] == ' ' || *stop != 0 || errno != 0 || v < r.lo || v > r.hi ||
-        out.size() == r.max_count) {
+    // Decimal digits after an optional sign, nothing else (no spaces, no 0x).
+    const size_t digits = !item.empty() && (item[0] == '-' || item[0] == '+') ? 1 : 0;
+    if (item.size() == digits ||
+        item.find_first_not_of("0123456789", digits) != std::string::npos) {
       return std::nullopt;
     }
+    errno = 0;
+    const long long v = std::strtoll(item.c_str(), nullptr, 10);
+    if (errno != 0 || v < r.lo || v > r.hi || out.size() == r.max_count) return std::nullopt;
     out.push_back(v);
     if (end == std::string::npos) return out;
     start = end + 1;
   }
 }
 
-/// The list options of vicreg_train.
+/// The list options of vicreg_train. At most 3 conv blocks: 28x28 images are max-pooled after
+/// each block but the last (28 -> 14 -> 7).
 inline constexpr IntListRule kEncoderWidths{1, 65536, 3, "sizes"};
 inline constexpr IntListRule kProjDims{1, 65536, 8, "sizes"};
 inline constexpr IntListRule kFewLabelK{1, 6000, 8, "counts", "0"};  // 6000 a class in the data

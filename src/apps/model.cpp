@@ -64,8 +64,6 @@ std::vector<torch::Tensor> Models::parameters() const {
 Models build_models(const TrainConfig& c) {
   const auto dims = sizes(c.proj_dims, kProjDims, "--proj-dims");
   const auto widths = sizes(c.encoder_widths, kEncoderWidths, "--encoder-widths");
-  TORCH_CHECK(widths.size() <= 3, "--encoder-widths: at most 3 blocks for 28x28 images, got '",
-              c.encoder_widths, "'");
   Models m;
   m.repr_dim = widths.back() * c.pool * c.pool;
   m.encoder = make_encoder(widths, c.pool);

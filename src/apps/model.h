@@ -36,7 +36,8 @@ Models build_models(const TrainConfig& c);
 using Features = std::function<at::Tensor(const at::Tensor&)>;
 /// The module's forward.
 Features forward_of(torch::nn::Sequential m);
-/// An encoder's forward on images in channels_last, the layout training runs it on.
+/// An encoder's forward on images in channels_last, the layout training runs it on (oneDNN's
+/// convolutions are fastest on it).
 Features encoder_of(torch::nn::Sequential m);
 
 /// FNV-1a of the tensors' bytes: equal digests mean bitwise equal tensors (in practice).

@@ -92,10 +92,16 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
       ->capture_default_str()->check(in_range(0.0, 1.0));
   app.add_option("--seed", c.seed, "seed of weights, batches and augmentations")
       ->capture_default_str()->check(non_negative_integer());
-  app.add_option("--seeds", c.seeds,
-                 "one run per seed, each into --out-dir/seed-N, then the spread of the "
-                 "trained encoder's margins over the seeds (e.g. 0,1,2)")
-      ->check(int_list(vicreg::apps::kSeeds, "SEED,SEED,..."))->delimiter(',');
+  // Read by the shared list parser (decimal; CLI11's own conversion would take 010 as octal).
+  app.add_option_function<std::string>(
+         "--seeds",
+         [&c](const std::string& s) {
+           const auto seeds = vicreg::apps::parse_int_list(s, vicreg::apps::kSeeds);
+           for (const auto v : *seeds) c.seeds.push_back(static_cast<uint64_t>(v));
+         },
+         "one run per seed, each into --out-dir/seed-N, then the spread of the trained "
+         "encoder's margins over the seeds (e.g. 0,1,2)")
+      ->check(int_list(vicreg::apps::kSeeds, "SEED,SEED,..."));
 }
 
 void add_augment_options(CLI::App& app, TrainConfig& c) {
@@ -235,12 +241,6 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  }
-  // CLI11 validates the items of --seeds one by one; their count is checked here.
-  if (c.seeds.size() > vicreg::apps::kSeeds.max_count) {
-    fmt::print(stderr, "--seeds: must be {}, got {} seeds\nRun with --help for more information.\n",
-               vicreg::apps::describe(vicreg::apps::kSeeds), c.seeds.size());
-    return static_cast<int>(CLI::ExitCodes::ValidationError);
   }
   c.few_label_k_set = app.count("--few-label-k") > 0;
   if (!c.resume.empty() && !c.eval_only && app.count("--out-dir") == 0) c.out_dir = c.resume;
