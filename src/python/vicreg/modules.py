@@ -1,7 +1,8 @@
 """``VICRegLoss`` and ``VCReg``: nn.Modules over :mod:`vicreg.functional`, scriptable with
 ``torch.jit.script``. Their constructors check the arguments: a wrong type is a ``TypeError``
 that names it; a bad value is the operators' own ``RuntimeError``, the same words as a call of
-:mod:`vicreg.functional` with that value, raised at construction.
+:mod:`vicreg.functional` with that value, raised at construction. (A coefficient that only a
+lower precision cannot hold, such as 1e39 in float32, fails at the first call in that dtype.)
 """
 from typing import Optional, Tuple
 
@@ -29,9 +30,10 @@ def _text(name: str, value) -> str:
 
 
 # A tiny input (2 rows, 2 features) for the operators to run their checks of the settings on,
-# once, at construction.
+# once, at construction; on the CPU whatever the default device (a meta device has no values
+# for check_finite to read).
 def _probe() -> torch.Tensor:
-    return torch.zeros(2, 2, dtype=torch.float64)
+    return torch.zeros(2, 2, dtype=torch.float64, device="cpu")
 
 
 def _flag(name: str, value) -> bool:
@@ -96,7 +98,10 @@ class VICRegLoss(nn.Module):
                                                                           covariance_norm)
         self.fused_backward = _flag("fused_backward", fused_backward)
         self.check_finite = _flag("check_finite", check_finite)
-        self.forward(_probe(), _probe())
+        F.vicreg_loss(_probe(), _probe(), self.inv_coeff, self.var_coeff, self.cov_coeff,
+                      self.gamma, self.eps, self.convention, self.invariance,
+                      self.variance_form, self.variance_views, self.covariance_norm,
+                      self.fused_backward, self.check_finite)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
