@@ -92,8 +92,9 @@ if [ "$mode" = single ]; then
   [ "$full_curve" = "$cut_curve" ] || fail "learning curves differ: $full_curve / $cut_curve"
 
   # The newest checkpoint torn in half by a crash of the disk, not of the writer: the
-  # previous one takes over, and the result is still the uninterrupted run's.
-  if [ -f "$out/torn/checkpoint.prev.pt" ]; then
+  # previous one takes over, and the result is still the uninterrupted run's. (A kill between
+  # the writer's two renames leaves checkpoint.prev.pt without checkpoint.pt: nothing to tear.)
+  if [ -f "$out/torn/checkpoint.prev.pt" ] && [ -f "$out/torn/checkpoint.pt" ]; then
     size=$(stat -c %s "$out/torn/checkpoint.pt")
     truncate -s $((size / 2)) "$out/torn/checkpoint.pt"
     start 0 1 "$out/torn"
