@@ -22,12 +22,14 @@ double median(std::vector<double> v) {
 LossCost measure_loss_cost(const Models& m, const ImageSet& train, const TrainConfig& c,
                            vicreg::VICRegLossOptions o) {
   LossCost l;
-  auto enc = clone_module(m.encoder), proj = clone_module(m.projector);
+  Models copy;
+  copy.encoder = clone_module(m.encoder);
+  copy.projector = clone_module(m.projector);
+  auto &enc = copy.encoder, &proj = copy.projector;
   enc->train();
   proj->train();
-  auto params = enc->parameters();
-  for (auto& p : proj->parameters()) params.push_back(p);
-  torch::optim::Adam opt(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+  torch::optim::Adam opt(copy.parameters(),
+                         torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed + 3);
   const auto idx = at::randperm(train.images.size(0), gen).narrow(0, 0, c.batch_size);
   const auto x = train.images.index_select(0, idx);

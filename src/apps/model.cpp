@@ -88,7 +88,6 @@ Features encoder_of(torch::nn::Sequential m) {
   };
 }
 
-// FNV-1a of the tensors' bytes: equal digests mean bitwise equal tensors (in practice).
 uint64_t digest(const std::vector<at::Tensor>& tensors) {
   uint64_t h = 1469598103934665603ull;
   for (const auto& t : tensors) {
