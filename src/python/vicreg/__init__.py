@@ -8,12 +8,14 @@ Importing the package loads the library once (see ``_extension``). Then::
     loss, inv, var, cov = criterion.terms(z_a, z_b)
     h = vicreg.VCReg(var_coeff=0.16, cov_coeff=0.01)(x)    # identity; regularizes the gradient
     vicreg.functional.vicreg_loss(z_a, z_b, convention="article")
+    # on every rank of torch.distributed: the loss of the batch gathered from all ranks
+    criterion = vicreg.VICRegLoss(process_group=torch.distributed.group.WORLD)
 
 The raw operators remain available as ``torch.ops.vicreg.*``.
 """
 from . import _extension  # noqa: F401  (loads libvicreg before anything uses the operators)
-from . import functional
+from . import distributed, functional
 from ._config import VERSION as __version__
 from .modules import VCReg, VICRegLoss
 
-__all__ = ["VICRegLoss", "VCReg", "functional", "__version__"]
+__all__ = ["VICRegLoss", "VCReg", "distributed", "functional", "__version__"]

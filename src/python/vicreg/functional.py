@@ -5,10 +5,15 @@ names the argument and what was expected.
 Views are ``[n, d]`` (n samples, d features) or ``[n, P..., d]`` (local features: each
 position has its own statistics over the n samples, and the terms are averaged over the
 positions). float16 and bfloat16 compute in float32 and return a float32 loss.
+
+With ``process_group`` (a ``torch.distributed`` group, e.g. ``torch.distributed.group.WORLD``)
+the views are first gathered from every rank of the group: see :mod:`vicreg.distributed`.
 """
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
+
+from .distributed import eager_only, all_gather
 
 __all__ = ["vicreg_loss", "vicreg_terms", "vcreg"]
 
@@ -18,7 +23,8 @@ def vicreg_loss(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
                 eps: float = 1e-4, convention: str = "reference",
                 invariance: Optional[str] = None, variance_form: Optional[str] = None,
                 variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
-                fused_backward: bool = True, check_finite: bool = False) -> torch.Tensor:
+                fused_backward: bool = True, check_finite: bool = False,
+                process_group: Optional[Any] = None) -> torch.Tensor:
     r"""The VICReg loss of two views, a 0-dim tensor.
 
     ``loss = inv_coeff * s(Za, Zb) + var_coeff * V + cov_coeff * (c(Za) + c(Zb))``, with
@@ -48,7 +54,12 @@ def vicreg_loss(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
             differentiate the tensor-op formulation, which supports double backward.
         check_finite: raise a ``RuntimeError`` on NaN/Inf in the inputs or the result (one
             host sync per call); by default NaN/Inf propagate without a sync.
+        process_group: a ``torch.distributed`` group: the loss of the views gathered from
+            all its ranks (ranks may hold different n), with the gradient of this rank's
+            rows; DDP's gradient averaging then gives one process's gradient. Eager only.
     """
+    if process_group is not None:
+        z_a, z_b = _gathered(z_a, z_b, process_group)
     return torch.ops.vicreg.vicreg_loss(
         z_a, z_b, inv_coeff=inv_coeff, var_coeff=var_coeff, cov_coeff=cov_coeff, gamma=gamma,
         eps=eps, convention=convention, invariance=invariance, variance_form=variance_form,
@@ -61,7 +72,8 @@ def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
                  eps: float = 1e-4, convention: str = "reference",
                  invariance: Optional[str] = None, variance_form: Optional[str] = None,
                  variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
-                 fused_backward: bool = True, check_finite: bool = False
+                 fused_backward: bool = True, check_finite: bool = False,
+                 process_group: Optional[Any] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""The VICReg loss and its unweighted terms, from one computation.
 
@@ -69,11 +81,23 @@ def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
     ``loss == inv_coeff * invariance + var_coeff * variance + cov_coeff * covariance`` and
     covariance reported as ``c(Za) + c(Zb)``. The arguments are those of :func:`vicreg_loss`.
     """
+    if process_group is not None:
+        z_a, z_b = _gathered(z_a, z_b, process_group)
     return torch.ops.vicreg.vicreg_terms(
         z_a, z_b, inv_coeff=inv_coeff, var_coeff=var_coeff, cov_coeff=cov_coeff, gamma=gamma,
         eps=eps, convention=convention, invariance=invariance, variance_form=variance_form,
         variance_views=variance_views, covariance_norm=covariance_norm,
         fused_backward=fused_backward, check_finite=check_finite)
+
+
+def _gathered(z_a: torch.Tensor, z_b: torch.Tensor, process_group: Any
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    # torch.distributed has no TorchScript form: scripted code fails here with a clear error,
+    # and the script compiler skips the eager branch.
+    if torch.jit.is_scripting():
+        raise RuntimeError(eager_only())
+    else:
+        return all_gather(z_a, process_group), all_gather(z_b, process_group)
 
 
 def vcreg(x: torch.Tensor, var_coeff: float = 1.0, cov_coeff: float = 1.0, gamma: float = 1.0,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .distributed import _check_group, _group_size, all_gather, eager_only
 
 __all__ = ["VICRegLoss", "VCReg"]
 
@@ -59,6 +60,10 @@ class VICRegLoss(nn.Module):
             ``"mean"``/``"sum"``, ``"unbiased"``/``"biased"``).
         fused_backward: hand-written backward (default) or autograd over tensor ops.
         check_finite: raise on NaN/Inf inputs or results (one host sync per call).
+        process_group: a ``torch.distributed`` process group (e.g.
+            ``torch.distributed.group.WORLD``): each rank's loss is the loss of the views
+            gathered from every rank, as in the official code (:mod:`vicreg.distributed`).
+            Eager mode only; ``None`` (default): the local views.
 
     ``forward(z_a, z_b)`` returns the loss (0-dim); ``terms(z_a, z_b)`` returns
     ``(loss, invariance, variance, covariance)``, the terms unweighted.
@@ -76,12 +81,16 @@ class VICRegLoss(nn.Module):
     covariance_norm: Optional[str]
     fused_backward: bool
     check_finite: bool
+    gathers: bool
+    # A process group has no TorchScript type; a scripted module with one fails at its call.
+    __jit_ignored_attributes__ = ["process_group"]
 
     def __init__(self, inv_coeff: float = 25.0, var_coeff: float = 25.0, cov_coeff: float = 1.0,
                  gamma: float = 1.0, eps: float = 1e-4, convention: str = "reference",
                  invariance: Optional[str] = None, variance_form: Optional[str] = None,
                  variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
-                 fused_backward: bool = True, check_finite: bool = False) -> None:
+                 fused_backward: bool = True, check_finite: bool = False,
+                 process_group=None) -> None:
         super().__init__()
         self.inv_coeff = _number("inv_coeff", inv_coeff)
         self.var_coeff = _number("var_coeff", var_coeff)
@@ -98,6 +107,10 @@ class VICRegLoss(nn.Module):
                                                                           covariance_norm)
         self.fused_backward = _flag("fused_backward", fused_backward)
         self.check_finite = _flag("check_finite", check_finite)
+        if process_group is not None:
+            _check_group(process_group)
+        self.process_group = process_group
+        self.gathers = process_group is not None
         F.vicreg_loss(_probe(), _probe(), self.inv_coeff, self.var_coeff, self.cov_coeff,
                       self.gamma, self.eps, self.convention, self.invariance,
                       self.variance_form, self.variance_views, self.covariance_norm,
@@ -105,6 +118,11 @@ class VICRegLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
+        if self.gathers:
+            if torch.jit.is_scripting():
+                raise RuntimeError(eager_only())
+            else:
+                z_a, z_b = self._gather(z_a, z_b)
         return F.vicreg_loss(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                              self.gamma, self.eps, self.convention, self.invariance,
                              self.variance_form, self.variance_views, self.covariance_norm,
@@ -114,10 +132,20 @@ class VICRegLoss(nn.Module):
     def terms(self, z_a: torch.Tensor, z_b: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, invariance, variance, covariance)`` from one computation."""
+        if self.gathers:
+            if torch.jit.is_scripting():
+                raise RuntimeError(eager_only())
+            else:
+                z_a, z_b = self._gather(z_a, z_b)
         return F.vicreg_terms(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                               self.gamma, self.eps, self.convention, self.invariance,
                               self.variance_form, self.variance_views, self.covariance_norm,
                               self.fused_backward, self.check_finite)
+
+    @torch.jit.unused
+    def _gather(self, z_a: torch.Tensor, z_b: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        return all_gather(z_a, self.process_group), all_gather(z_b, self.process_group)
 
     def extra_repr(self) -> str:
         s = (f"inv_coeff={self.inv_coeff}, var_coeff={self.var_coeff}, "
@@ -131,6 +159,8 @@ class VICRegLoss(nn.Module):
             s += ", fused_backward=False"
         if self.check_finite:
             s += ", check_finite=True"
+        if self.gathers:
+            s += ", process_group=<a group of " + str(_group_size(self.process_group)) + " ranks>"
         return s
 
 

@@ -1,0 +1,159 @@
+"""The loss across ranks from Python: ``process_group=`` of vicreg.VICRegLoss and
+vicreg.functional, over ``torch.distributed`` with Gloo on loopback.
+
+Run by CTest (test python_package_distributed) on the installed package, like test_package.py.
+Each test spawns its ranks with torch.multiprocessing; they meet through a file in a scratch
+directory (no port to pick). Every rank trains one step of the same small projector, wrapped in
+DistributedDataParallel, on its shard of a batch, with the loss of the batch gathered from all
+ranks; one process then does the same step on the whole batch. The losses and the parameter
+gradients must agree to 1e-12 in float64.
+"""
+import datetime
+import os
+
+import pytest
+
+if os.environ.get("CI"):
+    import torch  # CI installs python3-torch: there a missing torch fails instead of skipping
+else:
+    torch = pytest.importorskip(
+        "torch", reason="python3-torch cannot be imported: install Debian's python3-torch")
+
+if not os.environ.get("VICREG_PACKAGE_PREFIX"):
+    pytest.skip("VICREG_PACKAGE_PREFIX is not set (run this file through ctest -R "
+                "python_package_distributed)", allow_module_level=True)
+
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import vicreg  # noqa: E402
+import vicreg.functional as VF  # noqa: E402
+
+IN, OUT = 5, 8
+# (feature shape of the embedding, fused backward, module or functional)
+CASES = [((OUT,), True, "module"), ((OUT,), False, "functional"),
+         ((2, OUT // 2), True, "functional"), ((2, OUT // 2), False, "module")]
+TIMEOUT_S = 60
+
+
+def batch(rows):
+    """Two views of `rows` inputs and a projector's initial weights, the same on every rank."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(rows, IN, dtype=torch.float64, generator=g)
+    x_a = x + 0.3 * torch.randn(rows, IN, dtype=torch.float64, generator=g)
+    x_b = x + 0.3 * torch.randn(rows, IN, dtype=torch.float64, generator=g)
+    proj = torch.nn.Linear(IN, OUT).double()
+    with torch.no_grad():
+        proj.weight.copy_(torch.randn(OUT, IN, dtype=torch.float64, generator=g))
+        proj.bias.copy_(torch.randn(OUT, dtype=torch.float64, generator=g))
+    return x_a, x_b, proj
+
+
+def step(model, x_a, x_b, shape, fused, kind, group):
+    """One step's loss and gradients: both views through the model in one call (DDP expects
+    one forward per backward), the loss (of the gathered batch when `group` is given)."""
+    model.zero_grad()
+    n = x_a.shape[0]
+    z = model(torch.cat([x_a, x_b])).reshape((2 * n,) + shape)
+    z_a, z_b = z[:n], z[n:]
+    if kind == "module":
+        loss = vicreg.VICRegLoss(fused_backward=fused, process_group=group)(z_a, z_b)
+    else:
+        loss = VF.vicreg_loss(z_a, z_b, fused_backward=fused, process_group=group)
+    loss.backward()
+    return float(loss), [p.grad.clone() for p in model.parameters()]
+
+
+def init(rank, world, scratch):
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(scratch, "rendezvous"),
+                            rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=TIMEOUT_S))
+
+
+def train_rank(rank, world, shards, scratch):
+    init(rank, world, scratch)
+    x_a, x_b, proj = batch(sum(shards))
+    lo = sum(shards[:rank])
+    rows = slice(lo, lo + shards[rank])
+    ddp = torch.nn.parallel.DistributedDataParallel(proj)
+    results = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, dist.group.WORLD)
+               for shape, fused, kind in CASES]
+    torch.save(results, os.path.join(scratch, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("shards", [(4, 4), (3, 6, 2), (2, 5, 3, 4)],
+                         ids=["2 ranks", "3 ranks, unequal", "4 ranks, unequal"])
+def test_ranks_equal_one_process_on_the_whole_batch(shards, tmp_path):
+    mp.spawn(train_rank, args=(len(shards), shards, str(tmp_path)), nprocs=len(shards))
+    x_a, x_b, proj = batch(sum(shards))
+    for case, (shape, fused, kind) in enumerate(CASES):
+        loss, grads = step(proj, x_a, x_b, shape, fused, kind, None)
+        # A weight gradient that can disagree (the bias's is 0: the loss ignores shifts).
+        assert grads[0].abs().max() > 1e-3
+        for rank in range(len(shards)):
+            got_loss, got_grads = torch.load(tmp_path / f"rank{rank}.pt")[case]
+            where = f"rank {rank}, case {CASES[case]}"
+            assert abs(got_loss - loss) <= 1e-12 * abs(loss), (where, got_loss, loss)
+            for got, want in zip(got_grads, grads):
+                assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), (where, got, want)
+
+
+def failing_rank(rank, world, scratch):
+    init(rank, world, scratch)
+    messages = []
+    # Ranks that disagree on the embedding's width: every rank fails with both widths named.
+    z = torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64)
+    try:
+        VF.vicreg_loss(z, z, process_group=dist.group.WORLD)
+    except RuntimeError as e:
+        messages.append(str(e))
+    # A rank that exits: its peer fails with the error named, not a hang.
+    if rank == 1:
+        os._exit(0)  # no goodbye to the group, like a killed process
+    z = torch.randn(3, 4, dtype=torch.float64)
+    try:
+        VF.vicreg_loss(z, z, process_group=dist.group.WORLD)
+    except RuntimeError as e:
+        messages.append(str(e))
+    torch.save(messages, os.path.join(scratch, "messages.pt"))
+
+
+def test_disagreeing_and_lost_ranks_fail_with_a_clear_error(tmp_path):
+    mp.spawn(failing_rank, args=(2, str(tmp_path)), nprocs=2)
+    messages = torch.load(tmp_path / "messages.pt")
+    assert len(messages) == 2, messages
+    assert "different feature shapes" in messages[0], messages[0]
+    assert "rank 0 has 4 elements per row" in messages[0], messages[0]
+    assert "rank 1 has 6" in messages[0], messages[0]
+    assert "vicreg.distributed" in messages[1] and "failed on rank 0 of 2" in messages[1], \
+        messages[1]
+
+
+def test_process_group_is_checked_and_eager_only():
+    with pytest.raises(TypeError, match="process_group must be a torch.distributed process"):
+        vicreg.VICRegLoss(process_group="world")
+    z = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="process_group must be a torch.distributed process"):
+        VF.vicreg_loss(z, z, process_group=object())
+    # Scripting still works without a group; with one, the call says why it cannot gather.
+    scripted = torch.jit.script(VF.vicreg_loss)
+    assert abs(float(scripted(z, z)) - float(VF.vicreg_loss(z, z))) <= 1e-12
+    with pytest.raises((RuntimeError, torch.jit.Error), match="eager mode only"):
+        scripted(z, z, process_group=z)
+
+
+def test_a_group_of_one_rank_is_the_local_loss(tmp_path):
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        criterion = vicreg.VICRegLoss(process_group=dist.group.WORLD)
+        assert "process_group=<a group of 1 ranks>" in repr(criterion)
+        z_a = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+        z_b = torch.randn(6, 4, dtype=torch.float64)
+        assert float(criterion(z_a, z_b)) == float(VF.vicreg_loss(z_a, z_b))
+        with pytest.raises((RuntimeError, torch.jit.Error), match="eager mode only"):
+            torch.jit.script(criterion)(z_a, z_b)
+    finally:
+        dist.destroy_process_group()
