@@ -10,12 +10,12 @@ the ranks and keeps this rank's rows, so the gradient averaging of
 the whole batch. Any backend works (Gloo on CPU tensors, NCCL on CUDA tensors). Eager mode
 only: a scripted module cannot gather.
 """
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather"]
+__all__ = ["all_gather", "all_gather_views"]
 
 # Row signatures carry the dtype as an index of this list (-1: another dtype), so that ranks
 # whose embeddings differ in dtype fail with a clear error instead of a garbled gather.
@@ -50,23 +50,27 @@ def _signatures(z: torch.Tensor, group) -> List[List[int]]:
     return [s.tolist() for s in out]
 
 
+def _checked_rows(z: torch.Tensor, group) -> List[int]:
+    """Every rank's row count, after checking that all ranks hold rows of one shape and dtype."""
+    sigs = _signatures(z, group)
+    rank = dist.get_rank(group)
+    for r, s in enumerate(sigs):
+        if s[1:3] != sigs[0][1:3]:
+            raise RuntimeError(
+                f"vicreg.distributed.all_gather: ranks hold embeddings of different "
+                f"feature shapes: rank 0 has {sigs[0][1]} elements per row in {sigs[0][2]} "
+                f"dims, rank {r} has {s[1]} in {s[2]} (this rank {rank}: shape "
+                f"{tuple(z.shape)})")
+        if s[3] != sigs[0][3]:
+            raise RuntimeError(
+                f"vicreg.distributed.all_gather: ranks hold embeddings of different dtypes "
+                f"(rank {r} differs from rank 0; this rank {rank}: {z.dtype})")
+    return [s[0] for s in sigs]
+
+
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: torch.Tensor, group) -> torch.Tensor:
-        sigs = _signatures(z, group)
-        rank = dist.get_rank(group)
-        for r, s in enumerate(sigs):
-            if s[1:3] != sigs[0][1:3]:
-                raise RuntimeError(
-                    f"vicreg.distributed.all_gather: ranks hold embeddings of different "
-                    f"feature shapes: rank 0 has {sigs[0][1]} elements per row in {sigs[0][2]} "
-                    f"dims, rank {r} has {s[1]} in {s[2]} (this rank {rank}: shape "
-                    f"{tuple(z.shape)})")
-            if s[3] != sigs[0][3]:
-                raise RuntimeError(
-                    f"vicreg.distributed.all_gather: ranks hold embeddings of different dtypes "
-                    f"(rank {r} differs from rank 0; this rank {rank}: {z.dtype})")
-        rows = [s[0] for s in sigs]
+    def forward(ctx, z: torch.Tensor, group, rows: List[int]) -> torch.Tensor:
         # all_gather needs equal shapes: pad every rank's rows to the longest, then trim.
         padded = z.new_zeros((max(rows),) + tuple(z.shape[1:]))
         padded[:z.shape[0]] = z
@@ -76,7 +80,7 @@ class _Gather(torch.autograd.Function):
         except RuntimeError as e:
             raise _fail("all_gather", group, e) from e
         ctx.group = group
-        ctx.offset = sum(rows[:rank])
+        ctx.offset = sum(rows[:dist.get_rank(group)])
         ctx.rows = z.shape[0]
         return torch.cat([part[:r] for part, r in zip(out, rows)])
 
@@ -89,7 +93,7 @@ class _Gather(torch.autograd.Function):
             dist.all_reduce(total, group=ctx.group)
         except RuntimeError as e:
             raise _fail("all_gather backward (all-reduce)", ctx.group, e) from e
-        return total[ctx.offset:ctx.offset + ctx.rows], None
+        return total[ctx.offset:ctx.offset + ctx.rows], None, None
 
 
 def _check_group(group) -> None:
@@ -106,13 +110,9 @@ def _group_size(group) -> int:
         return -1
 
 
-def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
-    """The rows of ``z`` (``[n, ...]``, n may differ between ranks) of every rank of ``group``
-    (default: all ranks), concatenated in rank order; differentiable as described above."""
-    if not isinstance(z, torch.Tensor) or z.dim() < 1:
-        raise RuntimeError("vicreg.distributed.all_gather: expected a tensor with a leading "
-                           f"batch dim, got {type(z).__name__}"
-                           + (f" of {z.dim()} dims" if isinstance(z, torch.Tensor) else ""))
+def _gather(z: torch.Tensor, group, rows_of: torch.Tensor) -> torch.Tensor:
+    """all_gather of z, whose per-rank rows are checked on `rows_of` (z itself, or one view
+    when z stacks both)."""
     if group is not None:
         _check_group(group)
     if not dist.is_available() or not dist.is_initialized():
@@ -122,4 +122,26 @@ def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
         group = dist.group.WORLD
     if dist.get_world_size(group) == 1:
         return z
-    return _Gather.apply(z.contiguous(), group)
+    return _Gather.apply(z.contiguous(), group, _checked_rows(rows_of, group))
+
+
+def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
+    """The rows of ``z`` (``[n, ...]``, n may differ between ranks) of every rank of ``group``
+    (default: all ranks), concatenated in rank order; differentiable as described above."""
+    if not isinstance(z, torch.Tensor) or z.dim() < 1:
+        raise RuntimeError("vicreg.distributed.all_gather: expected a tensor with a leading "
+                           f"batch dim, got {type(z).__name__}"
+                           + (f" of {z.dim()} dims" if isinstance(z, torch.Tensor) else ""))
+    return _gather(z, group, z)
+
+
+def all_gather_views(z_a: torch.Tensor, z_b: torch.Tensor, group=None
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both views gathered, in one collective when they have the same shape, dtype and device
+    (as the loss requires; otherwise each alone, and the loss then says what differs)."""
+    if (isinstance(z_a, torch.Tensor) and isinstance(z_b, torch.Tensor) and z_a.dim() >= 1
+            and z_a.shape == z_b.shape and z_a.dtype == z_b.dtype
+            and z_a.device == z_b.device):
+        both = _gather(torch.stack([z_a, z_b], 1), group, z_a)
+        return both[:, 0], both[:, 1]
+    return all_gather(z_a, group), all_gather(z_b, group)

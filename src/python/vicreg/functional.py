@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .distributed import eager_only, all_gather
+from .distributed import all_gather_views, eager_only
 
 __all__ = ["vicreg_loss", "vicreg_terms", "vcreg"]
 
@@ -97,7 +97,7 @@ def _gathered(z_a: torch.Tensor, z_b: torch.Tensor, process_group: Any
     if torch.jit.is_scripting():
         raise RuntimeError(eager_only())
     else:
-        return all_gather(z_a, process_group), all_gather(z_b, process_group)
+        return all_gather_views(z_a, z_b, process_group)
 
 
 def vcreg(x: torch.Tensor, var_coeff: float = 1.0, cov_coeff: float = 1.0, gamma: float = 1.0,

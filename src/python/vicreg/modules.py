@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import functional as F
-from .distributed import _check_group, _group_size, all_gather, eager_only
+from .distributed import _check_group, _group_size, all_gather_views, eager_only
 
 __all__ = ["VICRegLoss", "VCReg"]
 
@@ -145,7 +145,7 @@ class VICRegLoss(nn.Module):
     @torch.jit.unused
     def _gather(self, z_a: torch.Tensor, z_b: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        return all_gather(z_a, self.process_group), all_gather(z_b, self.process_group)
+        return all_gather_views(z_a, z_b, self.process_group)
 
     def extra_repr(self) -> str:
         s = (f"inv_coeff={self.inv_coeff}, var_coeff={self.var_coeff}, "
