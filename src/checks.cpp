@@ -44,7 +44,7 @@ void settings_fit(const char* fn, at::ScalarType input_dtype,
   }
 }
 
-void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b) {
+void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b, bool local_shard) {
   TORCH_CHECK(z_a.defined() && z_b.defined(), fn, ": expected two defined tensors");
   TORCH_CHECK(z_a.device() == z_b.device(), fn,
               ": z_a and z_b must be on the same device, got ", z_a.device(), " and ",
@@ -63,6 +63,8 @@ void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b) {
               z_a.dim(), " dim(s) with shape ", sizes_of(z_a));
   TORCH_CHECK(ops::shape_of(z_a) == ops::shape_of(z_b), fn,
               ": z_a and z_b must have the same shape, got ", sizes_of(z_a), " and ", sizes_of(z_b));
+  // A rank's shard may hold fewer than 2 rows (even none): the gathered batch is checked.
+  if (local_shard) return;
   TORCH_CHECK(ops::size_of(z_a, 0) >= 2, fn,
               ": need at least 2 samples (n >= 2) to estimate a variance, got n = ",
               ops::size_of(z_a, 0), " (shape ", sizes_of(z_a), ")");

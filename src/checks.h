@@ -21,7 +21,8 @@ void loss_settings(const char* fn, const ops::Settings& s);
 // std::runtime_error mid-way (found by the fuzzer), so it is refused up front, by name.
 void settings_fit(const char* fn, at::ScalarType input_dtype,
                   std::initializer_list<std::pair<const char*, double>> values);
-void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b);
+void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
+           bool local_shard = false);
 void vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim);
 // Everything a loss call checks: the views, the settings, and that they fit the compute dtype.
 void loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,

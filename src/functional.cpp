@@ -42,7 +42,7 @@ VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
   if (o.process_group()) {
 #ifdef VICREG_WITH_DISTRIBUTED
     const auto& g = *o.process_group();
-    checks::views("vicreg_loss", z_a, z_b);
+    checks::views("vicreg_loss", z_a, z_b, /*local_shard=*/true);
     // Every term on the gathered batch, normalized by its true size, through the operator
     // (either backward). The invariance of the gathered pairs is the mean of the ranks' local
     // pair terms weighted by their rows; the gather's backward hands each rank the gradient

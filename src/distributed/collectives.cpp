@@ -2,6 +2,7 @@
 // all-reduce, and, when one fails, which ranks were lost.
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -72,7 +73,7 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std:
 // Every rank's shape signature: rows, elements per row, dims, dtype.
 std::vector<at::Tensor> exchange_signatures(const at::Tensor& z, const Group& g) {
   const int64_t n = z.size(0);
-  auto mine = at::tensor({n, n > 0 ? z.numel() / n : 0, z.dim(),
+  auto mine = at::tensor({n, c10::multiply_integers(z.sizes().slice(1)), z.dim(),
                           static_cast<int64_t>(z.scalar_type())},
                          at::kLong);
   std::vector<at::Tensor> in{mine};

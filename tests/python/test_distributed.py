@@ -83,8 +83,8 @@ def train_rank(rank, world, shards, scratch):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("shards", [(4, 4), (3, 6, 2), (2, 5, 3, 4)],
-                         ids=["2 ranks", "3 ranks, unequal", "4 ranks, unequal"])
+@pytest.mark.parametrize("shards", [(4, 4), (3, 6, 2), (2, 5, 0, 4)],
+                         ids=["2 ranks", "3 ranks, unequal", "4 ranks, one empty"])
 def test_ranks_equal_one_process_on_the_whole_batch(shards, tmp_path):
     mp.spawn(train_rank, args=(len(shards), shards, str(tmp_path)), nprocs=len(shards))
     x_a, x_b, proj = batch(sum(shards))

@@ -10,6 +10,7 @@ the ranks and keeps this rank's rows, so the gradient averaging of
 the whole batch. Any backend works (Gloo on CPU tensors, NCCL on CUDA tensors). Eager mode
 only: a scripted module cannot gather.
 """
+import math
 from typing import List, Tuple
 
 import torch
@@ -40,7 +41,7 @@ def _signatures(z: torch.Tensor, group) -> List[List[int]]:
     """Every rank's (rows, elements per row, dims, dtype index)."""
     n = z.shape[0]
     code = _DTYPES.index(z.dtype) if z.dtype in _DTYPES else -1
-    mine = torch.tensor([n, z.numel() // n if n > 0 else 0, z.dim(), code], dtype=torch.long,
+    mine = torch.tensor([n, math.prod(z.shape[1:]), z.dim(), code], dtype=torch.long,
                         device=z.device)
     out = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
     try:
