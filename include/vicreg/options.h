@@ -78,9 +78,10 @@ struct VICREG_EXPORT VICRegLossOptions {
   /// Off by default: NaN/Inf then propagate into the loss without a sync.
   TORCH_ARG(bool, check_finite) = false;
   /// Optional process group (vicreg/distributed.h): the terms are computed on the rows gathered
-  /// from every rank (ranks may hold different n), normalized by the gathered size, so every
-  /// rank's loss equals the single-process loss on the whole batch, and the gradients of a
-  /// rank's rows, averaged over ranks as DDP does, equal the single-process gradients.
+  /// from every rank (ranks may hold different n, even 0; the gathered batch needs n >= 2),
+  /// normalized by the gathered size, so every rank's loss equals the single-process loss on
+  /// the whole batch, and the gradients of a rank's rows, averaged over ranks as DDP does,
+  /// equal the single-process gradients.
   /// (The invariance of the gathered pairs is the row-weighted mean of the ranks' local pair
   /// terms.) Null: single process.
   TORCH_ARG(std::shared_ptr<distributed::Group>, process_group) = nullptr;
