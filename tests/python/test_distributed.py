@@ -2,8 +2,8 @@
 vicreg.functional, over ``torch.distributed`` with Gloo on loopback.
 
 Run by CTest (test python_package_distributed) on the installed package, like test_package.py.
-Each test spawns its ranks with torch.multiprocessing; they meet through a file in a scratch
-directory (no port to pick). Every rank trains one step of the same small projector, wrapped in
+The ranks are spawned with torch.multiprocessing and meet through a file in a scratch directory
+(no port to pick). Every rank trains one step of the same small projector, wrapped in
 DistributedDataParallel, on its shard of a batch, with the loss of the batch gathered from all
 ranks; one process then does the same step on the whole batch. The losses and the parameter
 gradients must agree to 1e-12 in float64.
@@ -64,65 +64,76 @@ def step(model, x_a, x_b, shape, fused, kind, group):
     return float(loss), [p.grad.clone() for p in model.parameters()]
 
 
-def init(rank, world, scratch):
+# One spawn of 4 ranks serves every multi-rank case (torch's import in each process is most of
+# a spawn's cost): the 2- and 3-rank cases run in subgroups of it.
+SHARDS = {2: (4, 4), 3: (3, 6, 2), 4: (2, 5, 0, 4)}  # ranks: rows of each rank (one empty)
+
+
+def run_ranks(rank, world, scratch):
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method="file://" + os.path.join(scratch, "rendezvous"),
                             rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=TIMEOUT_S))
-
-
-def train_rank(rank, world, shards, scratch):
-    init(rank, world, scratch)
-    x_a, x_b, proj = batch(sum(shards))
-    lo = sum(shards[:rank])
-    rows = slice(lo, lo + shards[rank])
-    ddp = torch.nn.parallel.DistributedDataParallel(proj)
-    results = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, dist.group.WORLD)
-               for shape, fused, kind in CASES]
+    # Every rank creates every subgroup, in the same order (torch.distributed requires it).
+    groups = {size: dist.new_group(list(range(size))) for size in SHARDS}
+    results = {}
+    for size, shards in SHARDS.items():
+        if rank >= size:
+            continue
+        x_a, x_b, proj = batch(sum(shards))
+        lo = sum(shards[:rank])
+        rows = slice(lo, lo + shards[rank])
+        ddp = torch.nn.parallel.DistributedDataParallel(proj, process_group=groups[size])
+        results[size] = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, groups[size])
+                         for shape, fused, kind in CASES]
     torch.save(results, os.path.join(scratch, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    # Failures, in the 2-rank group. Ranks that disagree on the embedding's width: both fail
+    # with both widths named.
+    pair = groups[2]
+    messages = []
+    if rank < 2:
+        z = torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64)
+        try:
+            VF.vicreg_loss(z, z, process_group=pair)
+        except RuntimeError as e:
+            messages.append(str(e))
+    dist.barrier()
+    if rank == 1:
+        os._exit(0)  # a rank that exits without a goodbye to the group, like a killed process
+    if rank == 0:  # its peer fails with the error named, not a hang
+        z = torch.randn(3, 4, dtype=torch.float64)
+        try:
+            VF.vicreg_loss(z, z, process_group=pair)
+        except RuntimeError as e:
+            messages.append(str(e))
+        torch.save(messages, os.path.join(scratch, "messages.pt"))
 
 
-@pytest.mark.parametrize("shards", [(4, 4), (3, 6, 2), (2, 5, 0, 4)],
-                         ids=["2 ranks", "3 ranks, unequal", "4 ranks, one empty"])
-def test_ranks_equal_one_process_on_the_whole_batch(shards, tmp_path):
-    mp.spawn(train_rank, args=(len(shards), shards, str(tmp_path)), nprocs=len(shards))
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("ranks")
+    mp.spawn(run_ranks, args=(max(SHARDS), str(scratch)), nprocs=max(SHARDS))
+    return scratch
+
+
+@pytest.mark.parametrize("size", sorted(SHARDS), ids=lambda n: f"{n} ranks {SHARDS[n]}")
+def test_ranks_equal_one_process_on_the_whole_batch(size, ranks):
+    shards = SHARDS[size]
     x_a, x_b, proj = batch(sum(shards))
     for case, (shape, fused, kind) in enumerate(CASES):
         loss, grads = step(proj, x_a, x_b, shape, fused, kind, None)
         # A weight gradient that can disagree (the bias's is 0: the loss ignores shifts).
         assert grads[0].abs().max() > 1e-3
-        for rank in range(len(shards)):
-            got_loss, got_grads = torch.load(tmp_path / f"rank{rank}.pt")[case]
-            where = f"rank {rank}, case {CASES[case]}"
+        for rank in range(size):
+            got_loss, got_grads = torch.load(ranks / f"rank{rank}.pt")[size][case]
+            where = f"rank {rank} of {size}, case {CASES[case]}"
             assert abs(got_loss - loss) <= 1e-12 * abs(loss), (where, got_loss, loss)
             for got, want in zip(got_grads, grads):
                 assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), (where, got, want)
 
 
-def failing_rank(rank, world, scratch):
-    init(rank, world, scratch)
-    messages = []
-    # Ranks that disagree on the embedding's width: every rank fails with both widths named.
-    z = torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64)
-    try:
-        VF.vicreg_loss(z, z, process_group=dist.group.WORLD)
-    except RuntimeError as e:
-        messages.append(str(e))
-    # A rank that exits: its peer fails with the error named, not a hang.
-    if rank == 1:
-        os._exit(0)  # no goodbye to the group, like a killed process
-    z = torch.randn(3, 4, dtype=torch.float64)
-    try:
-        VF.vicreg_loss(z, z, process_group=dist.group.WORLD)
-    except RuntimeError as e:
-        messages.append(str(e))
-    torch.save(messages, os.path.join(scratch, "messages.pt"))
-
-
-def test_disagreeing_and_lost_ranks_fail_with_a_clear_error(tmp_path):
-    mp.spawn(failing_rank, args=(2, str(tmp_path)), nprocs=2)
-    messages = torch.load(tmp_path / "messages.pt")
+def test_disagreeing_and_lost_ranks_fail_with_a_clear_error(ranks):
+    messages = torch.load(ranks / "messages.pt")
     assert len(messages) == 2, messages
     assert "different feature shapes" in messages[0], messages[0]
     assert "rank 0 has 4 elements per row" in messages[0], messages[0]
