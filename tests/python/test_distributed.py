@@ -8,6 +8,7 @@ DistributedDataParallel, on its shard of a batch, with the loss of the batch gat
 ranks; one process then does the same step on the whole batch. The losses and the parameter
 gradients must agree to 1e-12 in float64.
 """
+import copy
 import datetime
 import os
 
@@ -75,7 +76,9 @@ def run_ranks(rank, world, scratch):
                             rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=TIMEOUT_S))
     # Every rank creates every subgroup, in the same order (torch.distributed requires it).
-    groups = {size: dist.new_group(list(range(size))) for size in SHARDS}
+    groups = {size: dist.new_group(list(range(size)),
+                                   timeout=datetime.timedelta(seconds=TIMEOUT_S))
+              for size in SHARDS}
     results = {}
     for size, shards in SHARDS.items():
         if rank >= size:
@@ -87,16 +90,32 @@ def run_ranks(rank, world, scratch):
         results[size] = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, groups[size])
                          for shape, fused, kind in CASES]
     torch.save(results, os.path.join(scratch, f"rank{rank}.pt"))
-    # Failures, in the 2-rank group. Ranks that disagree on the embedding's width: both fail
-    # with both widths named.
+    # Failures, in the 2-rank group. Ranks that disagree on the rows' shape, then on the
+    # dtype: both ranks fail with both named. A second derivative through the gather raises
+    # (its all-reduce is invisible to autograd).
     pair = groups[2]
     messages = []
     if rank < 2:
-        z = torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64)
+        disagreeing = [torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64),
+                       torch.zeros(3, 2, 4) if rank == 0 else torch.zeros(3, 4, 2),
+                       torch.zeros(3, 4, dtype=torch.float64 if rank == 0 else torch.float32)]
+        for z in disagreeing:
+            try:
+                VF.vicreg_loss(z, z, process_group=pair)
+            except RuntimeError as e:
+                messages.append(str(e))
+        z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        loss = VF.vicreg_loss(z, 2 * z, fused_backward=False, process_group=pair)
+        (g,) = torch.autograd.grad(loss, z, create_graph=True)
         try:
-            VF.vicreg_loss(z, z, process_group=pair)
+            g.sum().backward()
         except RuntimeError as e:
             messages.append(str(e))
+    if rank == 3:  # not in the pair: refused before any collective
+        try:
+            VF.vicreg_loss(torch.zeros(3, 4), torch.zeros(3, 4), process_group=pair)
+        except RuntimeError as e:
+            torch.save(str(e), os.path.join(scratch, "non_member.pt"))
     dist.barrier()
     if rank == 1:
         os._exit(0)  # a rank that exits without a goodbye to the group, like a killed process
@@ -134,12 +153,15 @@ def test_ranks_equal_one_process_on_the_whole_batch(size, ranks):
 
 def test_disagreeing_and_lost_ranks_fail_with_a_clear_error(ranks):
     messages = torch.load(ranks / "messages.pt")
-    assert len(messages) == 2, messages
-    assert "different feature shapes" in messages[0], messages[0]
-    assert "rank 0 has 4 elements per row" in messages[0], messages[0]
-    assert "rank 1 has 6" in messages[0], messages[0]
-    assert "vicreg.distributed" in messages[1] and "failed on rank 0 of 2" in messages[1], \
-        messages[1]
+    assert len(messages) == 5, messages
+    width, layout, dtype, twice, lost = messages
+    assert "different row shapes: rank 0 has rows of shape (4,), rank 1 has (6,)" in width, width
+    assert "rank 0 has rows of shape (2, 4), rank 1 has (4, 2)" in layout, layout
+    assert "different dtypes: rank 0 has torch.float64, rank 1 has torch.float32" in dtype, dtype
+    assert "once_differentiable" in twice, twice
+    assert "vicreg.distributed" in lost and "failed on rank 0 of 2" in lost, lost
+    non_member = torch.load(ranks / "non_member.pt")
+    assert "this rank is not a member of process_group" in non_member, non_member
 
 
 def test_process_group_is_checked_and_eager_only():
@@ -166,5 +188,11 @@ def test_a_group_of_one_rank_is_the_local_loss(tmp_path):
         assert float(criterion(z_a, z_b)) == float(VF.vicreg_loss(z_a, z_b))
         with pytest.raises((RuntimeError, torch.jit.Error), match="eager mode only"):
             torch.jit.script(criterion)(z_a, z_b)
+        # A copy (e.g. a model's EMA copy) shares the group, a handle to the ranks.
+        twin = copy.deepcopy(criterion)
+        assert twin.process_group is criterion.process_group and twin.gathers
+        # Views that differ are refused before any collective, as the loss would refuse them.
+        with pytest.raises(RuntimeError, match="z_a and z_b must have the same shape"):
+            criterion(z_a, z_b[:, :3])
     finally:
         dist.destroy_process_group()

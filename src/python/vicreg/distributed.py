@@ -8,9 +8,10 @@ hold different numbers of rows. The gather's backward sums the gathered batch's 
 the ranks and keeps this rank's rows, so the gradient averaging of
 ``torch.nn.parallel.DistributedDataParallel`` yields the gradient of one process that holds
 the whole batch. Any backend works (Gloo on CPU tensors, NCCL on CUDA tensors). Eager mode
-only: a scripted module cannot gather.
+only: a scripted module cannot gather, and the gather's backward cannot be differentiated
+again (double backward raises). Pass a group that exists: ``torch.distributed.group.WORLD``
+is ``None`` until ``init_process_group``.
 """
-import math
 from typing import List, Tuple
 
 import torch
@@ -18,9 +19,13 @@ import torch.distributed as dist
 
 __all__ = ["all_gather", "all_gather_views"]
 
-# Row signatures carry the dtype as an index of this list (-1: another dtype), so that ranks
-# whose embeddings differ in dtype fail with a clear error instead of a garbled gather.
-_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+# Row signatures carry the dtype as an index of this list, so that ranks whose embeddings
+# differ in dtype fail with both dtypes named instead of a garbled gather.
+_DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.complex128,
+           torch.complex64, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
+           torch.bool]
+# The per-row shape travels padded to this many dims (-1 beyond a row's own dims).
+_MAX_ROW_DIMS = 16
 
 
 def eager_only() -> str:
@@ -38,11 +43,14 @@ def _fail(what: str, group, error: BaseException) -> RuntimeError:
 
 
 def _signatures(z: torch.Tensor, group) -> List[List[int]]:
-    """Every rank's (rows, elements per row, dims, dtype index)."""
-    n = z.shape[0]
-    code = _DTYPES.index(z.dtype) if z.dtype in _DTYPES else -1
-    mine = torch.tensor([n, math.prod(z.shape[1:]), z.dim(), code], dtype=torch.long,
-                        device=z.device)
+    """Every rank's [rows, dtype index, row shape padded with -1 to _MAX_ROW_DIMS]."""
+    row = list(z.shape[1:])
+    if len(row) > _MAX_ROW_DIMS:
+        raise RuntimeError(f"vicreg.distributed.all_gather: expected at most "
+                           f"{_MAX_ROW_DIMS + 1} dims, got shape {tuple(z.shape)}")
+    code = _DTYPES.index(z.dtype) if z.dtype in _DTYPES else len(_DTYPES)
+    mine = torch.tensor([z.shape[0], code] + row + [-1] * (_MAX_ROW_DIMS - len(row)),
+                        dtype=torch.long, device=z.device)
     out = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
     try:
         dist.all_gather(out, mine, group=group)
@@ -51,21 +59,29 @@ def _signatures(z: torch.Tensor, group) -> List[List[int]]:
     return [s.tolist() for s in out]
 
 
+def _row_shape(sig: List[int]) -> Tuple[int, ...]:
+    return tuple(x for x in sig[2:] if x >= 0)
+
+
+def _dtype_name(code: int) -> str:
+    return str(_DTYPES[code]) if code < len(_DTYPES) else "another dtype"
+
+
 def _checked_rows(z: torch.Tensor, group) -> List[int]:
-    """Every rank's row count, after checking that all ranks hold rows of one shape and dtype."""
+    """Every rank's row count, after checking that all ranks hold rows of one shape and dtype
+    (every rank sees the same signatures, so every rank raises alike)."""
     sigs = _signatures(z, group)
     rank = dist.get_rank(group)
     for r, s in enumerate(sigs):
-        if s[1:3] != sigs[0][1:3]:
+        if s[2:] != sigs[0][2:]:
             raise RuntimeError(
-                f"vicreg.distributed.all_gather: ranks hold embeddings of different "
-                f"feature shapes: rank 0 has {sigs[0][1]} elements per row in {sigs[0][2]} "
-                f"dims, rank {r} has {s[1]} in {s[2]} (this rank {rank}: shape "
-                f"{tuple(z.shape)})")
-        if s[3] != sigs[0][3]:
+                f"vicreg.distributed.all_gather: ranks hold embeddings of different row "
+                f"shapes: rank 0 has rows of shape {_row_shape(sigs[0])}, rank {r} has "
+                f"{_row_shape(s)} (this rank {rank}: shape {tuple(z.shape)})")
+        if s[1] != sigs[0][1]:
             raise RuntimeError(
-                f"vicreg.distributed.all_gather: ranks hold embeddings of different dtypes "
-                f"(rank {r} differs from rank 0; this rank {rank}: {z.dtype})")
+                f"vicreg.distributed.all_gather: ranks hold embeddings of different dtypes: "
+                f"rank 0 has {_dtype_name(sigs[0][1])}, rank {r} has {_dtype_name(s[1])}")
     return [s[0] for s in sigs]
 
 
@@ -86,9 +102,11 @@ class _Gather(torch.autograd.Function):
         return torch.cat([part[:r] for part, r in zip(out, rows)])
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         # Every rank's loss is the same function of the gathered batch, so the sum over the
         # ranks of their gradients, divided by DDP's averaging, is one process's gradient.
+        # (The all-reduce is invisible to autograd: hence once_differentiable.)
         total = grad.contiguous().clone()
         try:
             dist.all_reduce(total, group=ctx.group)
@@ -98,6 +116,9 @@ class _Gather(torch.autograd.Function):
 
 
 def _check_group(group) -> None:
+    if dist.is_available() and group is dist.GroupMember.NON_GROUP_MEMBER:
+        raise RuntimeError("vicreg.distributed: this rank is not a member of process_group "
+                           "(new_group returns a placeholder on the ranks it leaves out)")
     if not dist.is_available() or not isinstance(group, dist.ProcessGroup):
         raise TypeError("process_group must be a torch.distributed process group (e.g. "
                         "torch.distributed.group.WORLD after init_process_group), got "
@@ -111,19 +132,14 @@ def _group_size(group) -> int:
         return -1
 
 
-def _gather(z: torch.Tensor, group, rows_of: torch.Tensor) -> torch.Tensor:
-    """all_gather of z, whose per-rank rows are checked on `rows_of` (z itself, or one view
-    when z stacks both)."""
+def _resolved(group):
+    """The group to gather over, checked: `group`, or all ranks when it is None."""
     if group is not None:
         _check_group(group)
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("vicreg.distributed.all_gather: torch.distributed is not "
                            "initialized (call torch.distributed.init_process_group first)")
-    if group is None:
-        group = dist.group.WORLD
-    if dist.get_world_size(group) == 1:
-        return z
-    return _Gather.apply(z.contiguous(), group, _checked_rows(rows_of, group))
+    return dist.group.WORLD if group is None else group
 
 
 def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
@@ -133,16 +149,30 @@ def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
         raise RuntimeError("vicreg.distributed.all_gather: expected a tensor with a leading "
                            f"batch dim, got {type(z).__name__}"
                            + (f" of {z.dim()} dims" if isinstance(z, torch.Tensor) else ""))
-    return _gather(z, group, z)
+    group = _resolved(group)
+    if dist.get_world_size(group) == 1:
+        return z
+    return _Gather.apply(z.contiguous(), group, _checked_rows(z, group))
 
 
 def all_gather_views(z_a: torch.Tensor, z_b: torch.Tensor, group=None
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Both views gathered, in one collective when they have the same shape, dtype and device
-    (as the loss requires; otherwise each alone, and the loss then says what differs)."""
-    if (isinstance(z_a, torch.Tensor) and isinstance(z_b, torch.Tensor) and z_a.dim() >= 1
-            and z_a.shape == z_b.shape and z_a.dtype == z_b.dtype
-            and z_a.device == z_b.device):
-        both = _gather(torch.stack([z_a, z_b], 1), group, z_a)
-        return both[:, 0], both[:, 1]
-    return all_gather(z_a, group), all_gather(z_b, group)
+    """Both views gathered, stacked, in one signature exchange and one gather. Views that
+    differ from each other raise here, before any collective, as the loss would (the peers
+    then fail within the group's timeout, as with any rank that stops)."""
+    for name, z in (("z_a", z_a), ("z_b", z_b)):
+        if not isinstance(z, torch.Tensor) or z.dim() < 2:
+            raise RuntimeError(f"vicreg_loss: expected {name} of shape [n, d] or [n, P..., d], "
+                               f"got {type(z).__name__}"
+                               + (f" of shape {tuple(z.shape)}" if isinstance(z, torch.Tensor)
+                                  else ""))
+    if (z_a.shape, z_a.dtype, z_a.device) != (z_b.shape, z_b.dtype, z_b.device):
+        raise RuntimeError(f"vicreg_loss: z_a and z_b must have the same shape, dtype and "
+                           f"device, got {tuple(z_a.shape)} {z_a.dtype} {z_a.device} and "
+                           f"{tuple(z_b.shape)} {z_b.dtype} {z_b.device}")
+    group = _resolved(group)
+    if dist.get_world_size(group) == 1:
+        return z_a, z_b
+    rows = _checked_rows(z_a, group)
+    both = _Gather.apply(torch.stack([z_a, z_b], 1), group, rows)
+    return both[:, 0], both[:, 1]

@@ -4,6 +4,7 @@ that names it; a bad value is the operators' own ``RuntimeError``, the same word
 :mod:`vicreg.functional` with that value, raised at construction. (A coefficient that only a
 lower precision cannot hold, such as 1e39 in float32, fails at the first call in that dtype.)
 """
+import copy
 from typing import Optional, Tuple
 
 import torch
@@ -141,6 +142,17 @@ class VICRegLoss(nn.Module):
                               self.gamma, self.eps, self.convention, self.invariance,
                               self.variance_form, self.variance_views, self.covariance_norm,
                               self.fused_backward, self.check_finite)
+
+    def __deepcopy__(self, memo):
+        # A process group is a handle to the ranks, not data: a copy (e.g. a model's EMA copy)
+        # shares it (deepcopy of the handle itself fails).
+        if self.process_group is not None:
+            memo[id(self.process_group)] = self.process_group
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        for key, value in self.__dict__.items():
+            twin.__dict__[key] = copy.deepcopy(value, memo)
+        return twin
 
     @torch.jit.unused
     def _gather(self, z_a: torch.Tensor, z_b: torch.Tensor
