@@ -11,6 +11,8 @@ gradients must agree to 1e-12 in float64.
 import copy
 import datetime
 import os
+import sys
+import traceback
 
 import pytest
 
@@ -71,6 +73,23 @@ SHARDS = {2: (4, 4), 3: (3, 6, 2), 4: (2, 5, 0, 4)}  # ranks: rows of each rank 
 
 
 def run_ranks(rank, world, scratch):
+    # Each rank ends with os._exit, without the interpreter's teardown: in PyTorch 1.13,
+    # ProcessGroupGloo's destructor joins its worker threads while holding the GIL, and a
+    # worker that is freeing a tensor Python has seen waits for the GIL. That deadlock hung
+    # this test once in 13 loaded runs. The results are on disk by then; a failure prints its
+    # traceback and exits 1, which mp.spawn reports.
+    code = 0
+    try:
+        run_rank(rank, world, scratch)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_rank(rank, world, scratch):
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method="file://" + os.path.join(scratch, "rendezvous"),
                             rank=rank, world_size=world,
