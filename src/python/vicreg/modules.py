@@ -119,11 +119,7 @@ class VICRegLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
-        if self.gathers:
-            if torch.jit.is_scripting():
-                raise RuntimeError(eager_only())
-            else:
-                z_a, z_b = self._gather(z_a, z_b)
+        z_a, z_b = self._views(z_a, z_b)
         return F.vicreg_loss(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                              self.gamma, self.eps, self.convention, self.invariance,
                              self.variance_form, self.variance_views, self.covariance_norm,
@@ -133,15 +129,21 @@ class VICRegLoss(nn.Module):
     def terms(self, z_a: torch.Tensor, z_b: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, invariance, variance, covariance)`` from one computation."""
-        if self.gathers:
-            if torch.jit.is_scripting():
-                raise RuntimeError(eager_only())
-            else:
-                z_a, z_b = self._gather(z_a, z_b)
+        z_a, z_b = self._views(z_a, z_b)
         return F.vicreg_terms(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                               self.gamma, self.eps, self.convention, self.invariance,
                               self.variance_form, self.variance_views, self.covariance_norm,
                               self.fused_backward, self.check_finite)
+
+    def _views(self, z_a: torch.Tensor, z_b: torch.Tensor
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The views the loss sees: the local ones, or those gathered over process_group."""
+        if not self.gathers:
+            return z_a, z_b
+        if torch.jit.is_scripting():
+            raise RuntimeError(eager_only())
+        else:
+            return self._gather(z_a, z_b)
 
     def __deepcopy__(self, memo):
         # A process group is a handle to the ranks, not data: a copy (e.g. a model's EMA copy)
