@@ -92,8 +92,8 @@ void vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim) {
 }
 
 void loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
-               const ops::Settings& s) {
-  views(fn, z_a, z_b);
+               const ops::Settings& s, bool local_shard) {
+  views(fn, z_a, z_b, local_shard);
   loss_settings(fn, s);
   settings_fit(fn, z_a.scalar_type(),
                {{"inv_coeff", s.inv_coeff}, {"var_coeff", s.var_coeff},

@@ -25,8 +25,9 @@ void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
            bool local_shard = false);
 void vcreg_input(const char* fn, const at::Tensor& x, int64_t channel_dim);
 // Everything a loss call checks: the views, the settings, and that they fit the compute dtype.
+// (local_shard: one rank's rows of the sharded loss, as in views.)
 void loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
-               const ops::Settings& s);
+               const ops::Settings& s, bool local_shard = false);
 // Everything a VCReg call checks: the input, channel_dim, the settings and their dtype fit.
 void vcreg_call(const char* fn, const at::Tensor& x, const ops::VCRegSettings& s);
 // The arguments of _vicreg_fused_backward: four 0-dim gradients and the saved list of the

@@ -5,9 +5,6 @@
 namespace vicreg::ops {
 namespace {
 
-// Column sums of squares of [P, n, d] over the samples, [P, d] (ATen's cascade sum).
-Tensor column_sums_of_squares(const Tensor& zc) { return zc.square().sum(1); }
-
 // Batched product of [P, a, b] x [P, b, c]; a plain GEMM when P == 1 (bmm is slower there).
 Tensor batched_mm(const Tensor& x, const Tensor& y) {
   if (size_of(x, 0) == 1) return at::mm(x.select(0, 0), y.select(0, 0)).unsqueeze(0);
@@ -52,7 +49,8 @@ Tensor to_compute_dtype(const Tensor& z) {
 
 Tensor as_positions(const Tensor& z) {
   if (z.dim() == 2) return z.unsqueeze(0);
-  return reshape_to(z, {size_of(z, 0), -1, size_of(z, -1)}).transpose(0, 1);
+  // (flatten, not a reshape to -1: a rank's shard of the sharded loss may hold no rows)
+  return z.flatten(1, z.dim() - 2).transpose(0, 1);
 }
 
 Tensor from_positions(const Tensor& g, const Shape& sizes) {
@@ -82,28 +80,41 @@ Tensor sum_of_squares(const Tensor& t) { return t.mul(t).sum(); }
 // path zeroes the diagonal of M before summing and has no such difference.
 bool use_gram(const Dim& n, const Dim& d) { return (n - 1) * 2 <= d; }
 
-Centered center(const Tensor& z3) {
-  auto mean = z3.mean(1, /*keepdim=*/true);
+Centered center(const Tensor& z3, const ColumnMean& column_mean) {
+  const auto mean_of = [&](const Tensor& t) {
+    return column_mean ? column_mean(t) : t.mean(1, /*keepdim=*/true);
+  };
+  auto mean = mean_of(z3);
   const auto first = z3 - mean;
   // The rounded mean leaves a residual of n * (mean - rounded mean) in each column sum;
   // subtracting its mean makes the columns sum to zero to rounding of the spread. (Out of
   // place: autograd differentiates this function on the tensor-op path.)
-  const auto residual = first.mean(1, /*keepdim=*/true);
+  const auto residual = mean_of(first);
   return {(first - residual).contiguous(), mean.squeeze(1), residual.squeeze(1)};
+}
+
+Tensor column_sums_of_squares(const Tensor& zc) { return zc.square().sum(1); }
+
+// max(0, gamma - S_j) as threshold(x, 0, 0), which is relu (gradient strictly where S_j < gamma,
+// as the hand-written one) with meta kernels in LibTorch 1.13's C++, forward and backward;
+// relu, clamp_min's backward and where have none there.
+Tensor hinge_term(const Tensor& colsq, const Dim& n, const Hinge& h) {
+  return at::threshold(h.gamma - hinge_input(colsq, n, h), 0, 0).mean();
+}
+
+Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq) {
+  return gram_sum_of_squares - sum_of_squares(colsq);
 }
 
 ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& h, bool covariance) {
   const auto n = size_of(zc, 1), d = size_of(zc, 2);
   ViewStats s;
   s.colsq = colsq.defined() ? std::move(colsq) : column_sums_of_squares(zc);
-  // max(0, gamma - S_j) as threshold(x, 0, 0), which is relu (gradient strictly where
-  // S_j < gamma, as the hand-written one) with meta kernels in LibTorch 1.13's C++, forward
-  // and backward; relu, clamp_min's backward and where have none there.
-  s.hinge = at::threshold(h.gamma - hinge_input(s.colsq, n, h), 0, 0).mean();
+  s.hinge = hinge_term(s.colsq, n, h);
   if (!covariance) return s;
   if (use_gram(n, d)) {
     s.mat = batched_mm(zc, zc.transpose(1, 2));
-    s.offdiag = sum_of_squares(s.mat) - sum_of_squares(s.colsq);
+    s.offdiag = offdiag_of_gram(sum_of_squares(s.mat), s.colsq);
   } else {
     s.mat = batched_mm(zc.transpose(1, 2), zc);
     s.mat.diagonal(0, 1, 2).zero_();
@@ -124,11 +135,12 @@ Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const T
   return coef;
 }
 
-void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag) {
-  const bool gram = use_gram(size_of(zc, 1), size_of(zc, 2));
+void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag,
+                     const Shard* shard) {
+  const bool gram = use_gram(shard ? shard->rows : size_of(zc, 1), size_of(zc, 2));
   const auto scaled = mat * (w_offdiag * 4.0);
   const auto& x = gram ? scaled : zc;
-  const auto& y = gram ? zc : scaled;
+  const auto& y = gram ? (shard ? shard->zc_all : zc) : scaled;
   if (size_of(x, 0) == 1) {  // out += x @ y without a temporary (BLAS beta = 1)
     auto out = grad.select(0, 0);
     out.addmm_(x.select(0, 0), y.select(0, 0));
@@ -138,13 +150,13 @@ void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Te
 }
 
 Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
-                     const Tensor& w_offdiag, const Hinge& h) {
-  const auto n = size_of(zc, 1);
+                     const Tensor& w_offdiag, const Hinge& h, const Shard* shard) {
+  const auto n = shard ? shard->rows : size_of(zc, 1);
   const bool cov = s.mat.defined();
   const auto coef =
       column_coefficients(s.colsq, n, cov && use_gram(n, size_of(zc, 2)), w_hinge, w_offdiag, h);
   auto grad = zc * coef.unsqueeze(1);
-  if (cov) add_matrix_part(grad, zc, s.mat, w_offdiag);
+  if (cov) add_matrix_part(grad, zc, s.mat, w_offdiag, shard);
   return grad;
 }
 
@@ -162,15 +174,11 @@ Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings&
   return (hinge_a + hinge_b) * view_weight(s);
 }
 
-namespace {
-
 std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tensor cov,
                                                     const Settings& s) {
   auto loss = s.inv_coeff * inv + s.var_coeff * var + s.cov_coeff * cov;
   return {std::move(loss), std::move(inv), std::move(var), std::move(cov)};
 }
-
-}  // namespace
 
 const char* const kSavedSchema =
     "Tensor zc_a, Tensor zc_b, Tensor mean_diff, Tensor colsq_a, Tensor colsq_b, Tensor mat_a, "

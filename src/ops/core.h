@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <functional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -56,11 +57,23 @@ bool use_gram(const Dim& n, const Dim& d);
 /// unevaluated sum mean_hi + mean_lo. The mean is corrected by a second pass (mean_lo, the mean
 /// of the first residuals), so the columns of Zc sum to zero to rounding even under a common
 /// offset far larger than the spread, and the difference of two views' means keeps its digits.
+/// `column_mean` ([P, n, d] -> [P, 1, d]) replaces the mean over the rows for a batch spread
+/// over ranks (the sharded loss: this rank's column sums, summed over the ranks, over N).
 struct Centered {
   Tensor zc;
   Tensor mean_hi, mean_lo;
 };
-Centered center(const Tensor& z3);
+using ColumnMean = std::function<Tensor(const Tensor&)>;
+Centered center(const Tensor& z3, const ColumnMean& column_mean = {});
+
+/// sum_i Zc_ij^2 of [P, n, d] over the samples, [P, d] (ATen's cascade sum).
+Tensor column_sums_of_squares(const Tensor& zc);
+/// The variance hinge mean over P*d of max(0, gamma - S_j), from the column sums of squares of
+/// n samples.
+Tensor hinge_term(const Tensor& colsq, const Dim& n, const Hinge& hinge);
+/// offdiag on the Gram path from ||G||_F^2 (= ||M||_F^2) and the column sums of squares (the
+/// diagonal of M).
+Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq);
 
 /// What one view contributes, from its centered rows.
 struct ViewStats {
@@ -73,16 +86,27 @@ struct ViewStats {
 /// offdiag are skipped.
 ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true);
 
+/// One rank's share of a view whose N rows are spread over ranks (the sharded loss): the
+/// view's zc holds this rank's rows, and its ViewStats hold the statistics of all N rows
+/// (colsq and M summed over the ranks), except that on the Gram path `mat` is this rank's Gram
+/// rows [P, n_local, N] against `zc_all`, every rank's centered rows [P, N, d].
+struct Shard {
+  Dim rows;       ///< N
+  Tensor zc_all;  ///< [P, N, d] on the Gram path; undefined on the direct path
+};
+
 /// The gradient of w_hinge * hinge + w_offdiag * offdiag with respect to the view, [P, n, d]
 /// (the weights are 0-dim tensors, so no host sync). `column_coefficients` gives just the
 /// per-column multiplier of Zc ([P, d]; the variance part and, on the Gram path, the -diag
 /// part), for kernels that fuse the elementwise work; `add_matrix_part` then adds
-/// 4 w (G Zc | Zc M).
+/// 4 w (G Zc | Zc M). With a `shard`, the gradient of this rank's rows of the N: the columns
+/// of all N centered rows sum to zero, so no other row enters but through the statistics.
 Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const Tensor& w_hinge,
                            const Tensor& w_offdiag, const Hinge& hinge);
-void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag);
+void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag,
+                     const Shard* shard = nullptr);
 Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
-                     const Tensor& w_offdiag, const Hinge& hinge);
+                     const Tensor& w_offdiag, const Hinge& hinge, const Shard* shard = nullptr);
 
 // ---- VICReg ------------------------------------------------------------------------------
 
@@ -92,6 +116,9 @@ Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge
 Tensor invariance_of(const Tensor& sq_diff, const Shape& shape, const Settings& s);
 Tensor covariance_of(const Tensor& offdiag, const Shape& shape, const Settings& s);
 Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings& s);
+/// (loss, invariance, variance, covariance): the terms and their weighted sum.
+std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tensor cov,
+                                                    const Settings& s);
 
 /// The centered pair from which the fused forward is assembled (by the composite or the CPU
 /// kernel): Zc of both views, their column sums of squares (undefined: computed by the core),
