@@ -59,6 +59,10 @@ std::string lost_ranks(const Group& g) {
                            " ms: exited or hung)");
 }
 
+}  // namespace
+
+namespace detail {
+
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std::string& what) {
   try {
     work->wait(g.timeout());
@@ -70,61 +74,74 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std:
   }
 }
 
-// Every rank's shape signature: rows, elements per row, dims, dtype.
-std::vector<at::Tensor> exchange_signatures(const at::Tensor& z, const Group& g) {
-  const int64_t n = z.size(0);
-  auto mine = at::tensor({n, c10::multiply_integers(z.sizes().slice(1)), z.dim(),
+std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const char* fn) {
+  // Every rank's signature: rows, elements per row, dims, dtype.
+  auto mine = at::tensor({z.size(0), c10::multiply_integers(z.sizes().slice(1)), z.dim(),
                           static_cast<int64_t>(z.scalar_type())},
                          at::kLong);
   std::vector<at::Tensor> in{mine};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(mine));
   wait(g.process_group()->allgather(out, in), g, "exchanging embedding sizes");
-  return out[0];
+  const auto& sigs = out[0];
+  const auto at = [&](int r, int i) { return sigs[r][i].item<int64_t>(); };
+  std::vector<int64_t> rows;
+  for (int r = 0; r < g.size(); ++r) {
+    rows.push_back(at(r, 0));
+    TORCH_CHECK(at(r, 1) == at(0, 1) && at(r, 2) == at(0, 2), fn,
+                ": ranks hold embeddings of different feature shapes: rank 0 has ", at(0, 1),
+                " elements per row in ", at(0, 2), " dims, rank ", r, " has ", at(r, 1), " in ",
+                at(r, 2), " (this rank ", g.rank(), ": shape ", z.sizes(), ")");
+    TORCH_CHECK(at(r, 3) == at(0, 3), fn, ": ranks hold embeddings of different dtypes: rank 0 ",
+                static_cast<at::ScalarType>(at(0, 3)), ", rank ", r, " ",
+                static_cast<at::ScalarType>(at(r, 3)));
+  }
+  return rows;
 }
+
+at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, const Group& g,
+                       const std::string& what) {
+  // Gloo's allgather takes equal sizes: every rank sends max(rows) rows, zero-padded.
+  const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
+  auto shape = z.sizes().vec();
+  shape[0] = max_rows;
+  auto padded = at::zeros(shape, z.options());
+  padded.narrow(0, 0, z.size(0)).copy_(z);
+  std::vector<at::Tensor> in{padded};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(padded));
+  wait(g.process_group()->allgather(out, in), g, what);
+  std::vector<at::Tensor> parts;
+  for (int r = 0; r < g.size(); ++r) parts.push_back(out[0][r].narrow(0, 0, rows[r]));
+  return at::cat(parts);
+}
+
+void all_reduce_sum_(at::Tensor& t, const Group& g, const std::string& what) {
+  std::vector<at::Tensor> one{t};
+  wait(g.process_group()->allreduce(one), g, what);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::wait;
 
 class GatherFunction : public torch::autograd::Function<GatherFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
                             const Group* g) {
-    const auto sigs = exchange_signatures(z, *g);
-    std::vector<int64_t> rows;
-    for (int r = 0; r < g->size(); ++r) {
-      const auto s = sigs[r];
-      rows.push_back(s[0].item<int64_t>());
-      TORCH_CHECK(s[1].item<int64_t>() == sigs[0][1].item<int64_t>() &&
-                      s[2].item<int64_t>() == sigs[0][2].item<int64_t>(),
-                  "vicreg::distributed::all_gather: ranks hold embeddings of different feature "
-                  "shapes: rank 0 has ", sigs[0][1].item<int64_t>(), " elements per row in ",
-                  sigs[0][2].item<int64_t>(), " dims, rank ", r, " has ", s[1].item<int64_t>(),
-                  " in ", s[2].item<int64_t>(), " (this rank ", g->rank(), ": shape ",
-                  z.sizes(), ")");
-      TORCH_CHECK(s[3].item<int64_t>() == sigs[0][3].item<int64_t>(),
-                  "vicreg::distributed::all_gather: ranks hold embeddings of different dtypes "
-                  "(rank ", r, " differs from rank 0)");
-    }
-    const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
-    auto shape = z.sizes().vec();
-    shape[0] = max_rows;
-    auto padded = at::zeros(shape, z.options());
-    padded.narrow(0, 0, z.size(0)).copy_(z);
-    std::vector<at::Tensor> in{padded};
-    std::vector<std::vector<at::Tensor>> out(1);
-    for (int r = 0; r < g->size(); ++r) out[0].push_back(at::empty_like(padded));
-    wait(g->process_group()->allgather(out, in), *g, "all_gather");
-    std::vector<at::Tensor> parts;
+    const auto rows = detail::exchange_rows(z, *g, "vicreg::distributed::all_gather");
     int64_t offset = 0;
-    for (int r = 0; r < g->size(); ++r) {
-      parts.push_back(out[0][r].narrow(0, 0, rows[r]));
-      if (r < g->rank()) offset += rows[r];
-    }
+    for (int r = 0; r < g->rank(); ++r) offset += rows[r];
+    auto gathered = detail::gather_rows(z, rows, *g, "all_gather");
     ctx->saved_data["offset"] = offset;
     ctx->saved_data["rows"] = z.size(0);
     // The process group itself (ref-counted), so the graph never outlives it.
     ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
     ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
     if (g->store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g->store());
-    return at::cat(parts);
+    return gathered;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,

@@ -1,12 +1,20 @@
 #pragma once
-// What both halves of vicreg::distributed share: collectives.cpp (the gather, the all-reduce
-// and naming the ranks lost after a failure) and setup.cpp (the Gloo transport and the
-// environment).
+// What the parts of vicreg::distributed share: collectives.cpp (the gather, the all-reduce
+// and naming the ranks lost after a failure), sharded.cpp (the loss computed by shares) and
+// setup.cpp (the Gloo transport and the environment).
 
 #include <c10/util/Exception.h>
 
 #include <exception>
 #include <string>
+#include <tuple>
+#include <vector>
+
+#include "vicreg/distributed.h"
+
+namespace vicreg::ops {
+struct Settings;
+}
 
 namespace vicreg::distributed::detail {
 
@@ -15,5 +23,28 @@ inline std::string message_of(const std::exception& e) {
   if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
   return e.what();
 }
+
+// Waits for a collective; a failure is a c10::Error that names this rank, `what`, the timeout
+// and the ranks lost (see lost_ranks in collectives.cpp).
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std::string& what);
+
+// Every rank's row count of z ([rows, ...]), after checking that the ranks agree on the rest of
+// the shape and on the dtype (else a c10::Error on every rank, from `fn`).
+std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const char* fn);
+
+// Every rank's rows of z (contiguous) concatenated in rank order, `rows` from exchange_rows.
+// Not differentiable.
+at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, const Group& g,
+                       const std::string& what);
+
+// t summed elementwise over the ranks, in place (t contiguous).
+void all_reduce_sum_(at::Tensor& t, const Group& g, const std::string& what);
+
+// The sharded loss (sharded.cpp): (loss, invariance, variance, covariance) of the batch
+// gathered from every rank, each rank computing its own rows' share; the backward is
+// hand-written and sends four numbers.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sharded_terms(
+    const at::Tensor& z_a, const at::Tensor& z_b, const ops::Settings& s, const Group& g,
+    bool check_finite);
 
 }  // namespace vicreg::distributed::detail
