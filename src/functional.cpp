@@ -8,7 +8,7 @@
 #include "ops/settings.h"
 #include "vicreg/functional.h"
 #ifdef VICREG_WITH_DISTRIBUTED
-#include "vicreg/distributed.h"
+#include "distributed/common.h"
 #endif
 
 namespace vicreg::functional {
@@ -37,11 +37,29 @@ at::Tensor vcreg_penalty(const at::Tensor& x, const VCRegOptions& o) {
   return ops::vcreg_penalty(x, s);
 }
 
+namespace {
+
+bool single_rank(const VICRegLossOptions& o) {
+#ifdef VICREG_WITH_DISTRIBUTED
+  return o.process_group()->size() == 1;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
                          const VICRegLossOptions& o) {
-  if (o.process_group()) {
+  // (A group of one rank: the single-process path, to the bit.)
+  if (o.process_group() && !single_rank(o)) {
 #ifdef VICREG_WITH_DISTRIBUTED
     const auto& g = *o.process_group();
+    if (o.sharded() && o.backward() == Backward::Fused) {
+      auto [loss, inv, var, cov] = distributed::detail::sharded_terms(
+          z_a, z_b, ops::Settings::of(o), g, o.check_finite());
+      return {loss, inv, var, cov};
+    }
     checks::views("vicreg_loss", z_a, z_b, /*local_shard=*/true);
     // Every term on the gathered batch, normalized by its true size, through the operator
     // (either backward). The invariance of the gathered pairs is the mean of the ranks' local

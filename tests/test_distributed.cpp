@@ -60,57 +60,125 @@ std::vector<int64_t> offsets_of(const std::vector<int64_t>& rows) {
   return off;
 }
 
-void check_equals_single_process(const std::vector<int64_t>& rows, Backward backward,
-                                 const VICRegLossOptions& preset) {
+// How the loss is computed across ranks.
+enum class Mode { Sharded, Replicated, Autograd };
+
+const char* name_of(Mode m) {
+  return m == Mode::Sharded ? "sharded" : m == Mode::Replicated ? "replicated" : "autograd";
+}
+
+// Rank r holds rows[r] rows of a batch of shape [N, feature...]: every rank's terms equal the
+// single-process terms of the whole batch, and the gradient of each rank's rows is the sum over
+// the ranks of their output gradients times the single-process Jacobian. Rank r differentiates
+// (r + 1) loss + 2 covariance, so the expected gradient is that of
+// W (W + 1) / 2 loss + 2 W covariance on one process (W ranks); with equal output gradients
+// this is what DDP's averaging turns into the single-process gradient.
+void check_equals_single_process(const std::vector<int64_t>& rows, Mode mode,
+                                 const VICRegLossOptions& preset,
+                                 std::vector<int64_t> feature = {6}) {
   const int world = static_cast<int>(rows.size());
   const auto off = offsets_of(rows);
-  const int64_t N = off.back(), d = 6;
-  const auto za = spread_embeddings({N, d}, torch::kFloat64, 31);
-  const auto zb = spread_embeddings({N, d}, torch::kFloat64, 32);
+  const int64_t N = off.back();
+  auto shape = feature;
+  shape.insert(shape.begin(), N);
+  const auto za = spread_embeddings(shape, torch::kFloat64, 31);
+  const auto zb = spread_embeddings(shape, torch::kFloat64, 32);
   auto o = preset;
-  o.backward(backward);
+  o.backward(mode == Mode::Autograd ? Backward::Autograd : Backward::Fused);
+  o.sharded(mode == Mode::Sharded);
   auto a = za.clone().requires_grad_(true), b = zb.clone().requires_grad_(true);
-  const auto single = functional::vicreg_loss(a, b, o);
-  const auto g_single = torch::autograd::grad({single}, {a, b});
+  const auto single = functional::vicreg_terms(a, b, o);
+  const double w = world;
+  const auto g_single =
+      torch::autograd::grad({single.loss * (w * (w + 1) / 2) + single.covariance * (2 * w)},
+                            {a, b});
 
-  std::vector<double> losses(world);
+  std::vector<std::vector<double>> terms(world);
   std::vector<at::Tensor> ga(world), gb(world);
   const auto errors = run_ranks(world, 20s, [&](int r, distributed::Group& g) {
     auto ra = za.narrow(0, off[r], rows[r]).clone().requires_grad_(true);
     auto rb = zb.narrow(0, off[r], rows[r]).clone().requires_grad_(true);
     auto opts = o;
     opts.process_group(std::shared_ptr<distributed::Group>(&g, [](auto*) {}));
-    const auto loss = functional::vicreg_loss(ra, rb, opts);
-    auto grads = torch::autograd::grad({loss}, {ra, rb});
-    losses[r] = loss.item<double>();
-    // Each rank's loss is the whole-batch loss, and the gather's backward sums over ranks:
-    // rank r holds world x dL/dz_r; DDP's averaging of the parameter gradients divides by world.
-    ga[r] = grads[0] / world;
-    gb[r] = grads[1] / world;
+    const auto t = functional::vicreg_terms(ra, rb, opts);
+    auto grads = torch::autograd::grad({t.loss * (r + 1.0) + t.covariance * 2.0}, {ra, rb});
+    for (const auto& x : {t.loss, t.invariance, t.variance, t.covariance}) {
+      terms[r].push_back(x.item<double>());
+    }
+    ga[r] = grads[0];
+    gb[r] = grads[1];
   });
+  const std::vector<double> expected{single.loss.item<double>(), single.invariance.item<double>(),
+                                     single.variance.item<double>(),
+                                     single.covariance.item<double>()};
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(errors[r], "") << "rank " << r;
-    EXPECT_LT(rel_error(losses[r], single.item<double>()), 1e-10) << "rank " << r;
-    if (rows[r] == 0) {  // a rank with no rows gets an empty gradient
-      EXPECT_EQ(ga[r].sizes(), (std::vector<int64_t>{0, d})) << "rank " << r;
-      EXPECT_EQ(gb[r].sizes(), (std::vector<int64_t>{0, d})) << "rank " << r;
-      continue;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_LT(rel_error(terms[r][i], expected[i]), 1e-10) << "rank " << r << ", term " << i;
     }
+    auto local = shape;
+    local[0] = rows[r];
+    EXPECT_EQ(ga[r].sizes(), c10::IntArrayRef(local)) << "rank " << r;
+    EXPECT_EQ(gb[r].sizes(), c10::IntArrayRef(local)) << "rank " << r;
+    if (rows[r] == 0) continue;  // a rank with no rows gets an empty gradient
     EXPECT_LT(rel_error(ga[r], g_single[0].narrow(0, off[r], rows[r])), 1e-10) << "rank " << r;
     EXPECT_LT(rel_error(gb[r], g_single[1].narrow(0, off[r], rows[r])), 1e-10) << "rank " << r;
   }
 }
 
-TEST(Distributed, RanksEqualSingleProcessBothBackwardsEqualUnequalAndEmptyShards) {
+TEST(Distributed, RanksEqualSingleProcessEveryModeEqualUnequalAndEmptyShards) {
   const std::vector<std::vector<int64_t>> shards{{8, 8}, {5, 11}, {4, 4, 4, 4}, {3, 5, 2, 6},
                                                  {6, 0, 5}};
-  for (auto backward : {Backward::Fused, Backward::Autograd}) {
+  for (auto mode : {Mode::Sharded, Mode::Replicated, Mode::Autograd}) {
     for (const auto& rows : shards) {
-      SCOPED_TRACE(c10::str(c10::IntArrayRef(rows), backward == Backward::Fused ? " fused" : " autograd"));
-      check_equals_single_process(rows, backward, VICRegLossOptions::reference());
+      SCOPED_TRACE(c10::str(c10::IntArrayRef(rows), " ", name_of(mode)));
+      check_equals_single_process(rows, mode, VICRegLossOptions::reference());
     }
   }
-  check_equals_single_process({7, 9}, Backward::Fused, VICRegLossOptions::article());
+  check_equals_single_process({7, 9}, Mode::Sharded, VICRegLossOptions::article());
+}
+
+// d = 6 above is the direct path (2 (N - 1) > d, the d x d matrix summed over ranks); d = 40
+// takes the Gram path (each rank's Gram rows against the gathered centered rows). Local
+// features [n, P, d] in both.
+TEST(Distributed, ShardedLossTakesBothPathsAndLocalFeatures) {
+  const std::vector<std::vector<int64_t>> shards{{8, 8}, {5, 11}, {3, 5, 2, 6}, {6, 0, 5}};
+  for (const auto& rows : shards) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(rows), " Gram"));
+    check_equals_single_process(rows, Mode::Sharded, VICRegLossOptions::reference(), {40});
+  }
+  for (auto mode : {Mode::Sharded, Mode::Autograd}) {
+    for (int64_t d : {5, 40}) {
+      SCOPED_TRACE(c10::str("[n, 3, ", d, "] ", name_of(mode)));
+      check_equals_single_process({5, 0, 4, 3}, mode, VICRegLossOptions::reference(), {3, d});
+    }
+  }
+  for (const auto& preset : {VICRegLossOptions::paper(), VICRegLossOptions::article()}) {
+    SCOPED_TRACE(convention_name(preset));
+    check_equals_single_process({7, 9}, Mode::Sharded, preset, {40});
+  }
+}
+
+TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualFeatureShapes) {
+  auto errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = torch::ones({r == 0 ? 1 : 0, 4}, torch::kFloat64);
+    functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
+                                      std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("need at least 2 samples over all ranks (N >= 2)"),
+              std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = torch::ones({4, 3, r == 0 ? 4 : 5}, torch::kFloat64);
+    functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
+                                      std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("different feature shapes"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
 }
 
 TEST(Distributed, DifferentFeatureDimsGiveAClearErrorOnEveryRank) {
@@ -127,25 +195,36 @@ TEST(Distributed, DifferentFeatureDimsGiveAClearErrorOnEveryRank) {
 }
 
 TEST(Distributed, ARankThatExitsEarlyMakesTheOthersFailWithinTheTimeout) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto errors = run_ranks(2, 2s, [](int r, distributed::Group& g) {
-    if (r == 1) return;  // leaves without joining the collective
-    distributed::all_gather(torch::randn({4, 3}), g);
-  });
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // Whether rank 1 left during the group's setup or before the collective, rank 0's error
-  // is ours: it names the library, the rank and the timeout.
-  EXPECT_EQ(errors[0].rfind("vicreg::distributed", 0), 0u) << errors[0];
-  EXPECT_NE(errors[0].find("rank 0 of 2"), std::string::npos) << errors[0];
-  EXPECT_NE(errors[0].find("2000 ms"), std::string::npos) << errors[0];
-  // A collective that failed names the rank that never reported the failure.
-  if (errors[0].find("setting up") == std::string::npos) {
-    EXPECT_NE(errors[0].find("lost rank: 1 (no report within 2000 ms"), std::string::npos)
-        << errors[0];
+  // The gather, and the sharded loss (whose first collective is the row count exchange).
+  const std::vector<std::function<void(distributed::Group&)>> calls{
+      [](distributed::Group& g) { distributed::all_gather(torch::randn({4, 3}), g); },
+      [](distributed::Group& g) {
+        const auto z = torch::randn({4, 3});
+        functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
+                                          std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+      }};
+  for (size_t i = 0; i < calls.size(); ++i) {
+    SCOPED_TRACE(i == 0 ? "all_gather" : "sharded loss");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto errors = run_ranks(2, 2s, [&](int r, distributed::Group& g) {
+      if (r == 1) return;  // leaves without joining the collective
+      calls[i](g);
+    });
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Whether rank 1 left during the group's setup or before the collective, rank 0's error
+    // is ours: it names the library, the rank and the timeout.
+    EXPECT_EQ(errors[0].rfind("vicreg::distributed", 0), 0u) << errors[0];
+    EXPECT_NE(errors[0].find("rank 0 of 2"), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find("2000 ms"), std::string::npos) << errors[0];
+    // A collective that failed names the rank that never reported the failure.
+    if (errors[0].find("setting up") == std::string::npos) {
+      EXPECT_NE(errors[0].find("lost rank: 1 (no report within 2000 ms"), std::string::npos)
+          << errors[0];
+    }
+    EXPECT_EQ(errors[1], "");
+    EXPECT_LT(seconds, 30.0);
   }
-  EXPECT_EQ(errors[1], "");
-  EXPECT_LT(seconds, 30.0);
 }
 
 // Buckets as DDP makes them: whatever the bucket size, the same bits as one all-reduce per

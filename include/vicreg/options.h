@@ -85,6 +85,13 @@ struct VICREG_EXPORT VICRegLossOptions {
   /// (The invariance of the gathered pairs is the row-weighted mean of the ranks' local pair
   /// terms.) Null: single process.
   TORCH_ARG(std::shared_ptr<distributed::Group>, process_group) = nullptr;
+  /// With a process_group and the fused backward: each rank computes only its own rows' share
+  /// of the gathered loss (true), from statistics summed over the ranks, and its backward sends
+  /// four numbers; or every rank computes the whole gathered batch (false, as
+  /// facebookresearch/vicreg), and the gather's backward all-reduces the [N, d] gradient. The
+  /// same loss and gradients either way. (Backward::Autograd always differentiates the gathered
+  /// batch.)
+  TORCH_ARG(bool, sharded) = true;
 };
 
 /// Options of the `VCReg` layer and of `functional::vcreg_penalty`.
