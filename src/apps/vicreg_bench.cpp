@@ -11,6 +11,14 @@
 // traffic of one copy of both views. `bound` = floor + the time of that copy, measured here on
 // a buffer of the same size (so it runs at the cache level that size fits in): no
 // implementation of this design can beat it, and fused/bound says how far a shape is from it.
+//
+// --distributed: the loss across ranks, one process per rank started with torchrun's
+// environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), --shape giving each rank's rows.
+// Per rank and step (forward + backward), the replicated loss (every rank computes the whole
+// gathered batch) against the sharded one (each rank its own rows' share): the process's CPU
+// time, user + system with Gloo's threads, so that ranks sharing cores still count only their
+// own work, and the bytes it wrote (/proc/self/io wchar: Gloo's socket writes). Rank 0 prints
+// the means over ranks.
 
 #include <c10/core/CPUAllocator.h>
 #include <sys/resource.h>
@@ -23,10 +31,14 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "runtime.h"
 #include "vicreg/vicreg.h"
+#ifdef VICREG_WITH_DISTRIBUTED
+#include "vicreg/distributed.h"
+#endif
 
 namespace {
 
@@ -159,6 +171,86 @@ double cpu_seconds(bool system) {
   return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
 }
 
+// Bytes this process has written through write(2)-family calls, sockets included.
+int64_t bytes_written() {
+  std::ifstream io("/proc/self/io");
+  std::string key;
+  int64_t value = 0;
+  while (io >> key >> value) {
+    if (key == "wchar:") return value;
+  }
+  TORCH_CHECK(false, "--distributed: /proc/self/io has no wchar line");
+}
+
+int run_distributed(const std::vector<std::string>& grid, int threads) {
+#ifndef VICREG_WITH_DISTRIBUTED
+  TORCH_CHECK(false, "--distributed: this build of vicreg has no distributed support "
+              "(configure with -DVICREG_DISTRIBUTED=ON)");
+#else
+  namespace dist = vicreg::distributed;
+  const auto group = dist::init_from_env(std::chrono::minutes(5));
+  const int rank = group->rank(), world = group->size();
+  if (rank == 0) {
+    fmt::print("vicreg {} distributed bench: {} ranks, {} thread(s) each (LibTorch {})\n"
+               "{:>5} {:>5} {:>5} {:>5} | {:>10} {:>10} {:>6} | {:>9} {:>9} | {:>9} {:>9}\n",
+               VICREG_VERSION, world, threads, TORCH_VERSION, "ranks", "n", "N", "d",
+               "repl. ms", "shard. ms", "ratio", "repl. MiB", "shard MiB", "repl wall",
+               "shard wall");
+  }
+  for (const auto& shape : grid) {
+    const auto x = shape.find('x');
+    TORCH_CHECK(x != std::string::npos, "--shape: expected NxD, got '", shape, "'");
+    const int64_t n = std::stoll(shape.substr(0, x)), d = std::stoll(shape.substr(x + 1));
+    torch::manual_seed(rank);
+    const auto za = torch::randn({n, d}), zb = za + 0.1 * torch::randn({n, d});
+    // [mode][cpu ms, MiB written, wall ms], medians over the steps, then means over the ranks.
+    // The modes alternate step by step, so that both see the same load on the machine.
+    auto results = torch::zeros({2, 3}, torch::kFloat64);
+    std::vector<std::function<void()>> steps;
+    for (bool sharded : {false, true}) {
+      const auto o = vicreg::VICRegLossOptions().process_group(group).sharded(sharded);
+      steps.push_back([&za, &zb, o] {
+        auto a = za.clone().requires_grad_(true), b = zb.clone().requires_grad_(true);
+        auto g = torch::autograd::grad({vicreg::functional::vicreg_loss(a, b, o)}, {a, b});
+      });
+      steps.back()();  // warm-up
+    }
+    std::vector<std::vector<double>> cpu(2), mib(2), wall(2);
+    for (int i = 0; i < 7; ++i) {
+      for (int mode = 0; mode < 2; ++mode) {
+        const double c0 = cpu_seconds(false) + cpu_seconds(true);
+        const int64_t b0 = bytes_written();
+        const auto t0 = std::chrono::steady_clock::now();
+        steps[mode]();
+        wall[mode].push_back(
+            1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        mib[mode].push_back(static_cast<double>(bytes_written() - b0) / (1 << 20));
+        cpu[mode].push_back(1e3 * (cpu_seconds(false) + cpu_seconds(true) - c0));
+      }
+    }
+    for (int mode = 0; mode < 2; ++mode) {
+      int i = 0;
+      for (auto* v : {&cpu[mode], &mib[mode], &wall[mode]}) {
+        std::sort(v->begin(), v->end());
+        results[mode][i++] = (*v)[v->size() / 2];
+      }
+    }
+    std::vector<torch::Tensor> all{results};
+    dist::all_reduce_mean_(all, *group);
+    const auto r = all[0];
+    const auto v = [&](int mode, int i) { return r[mode][i].item<double>(); };
+    if (rank == 0) {
+      fmt::print("{:>5} {:>5} {:>5} {:>5} | {:>10.1f} {:>10.1f} {:>6.2f} | {:>9.1f} {:>9.2f} | "
+                 "{:>9.1f} {:>9.1f}\n",
+                 world, n, n * world, d, v(0, 0), v(1, 0), v(1, 0) / v(0, 0), v(0, 1), v(1, 1),
+                 v(0, 2), v(1, 2));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,10 +263,15 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0: all cores)")->capture_default_str();
   app.add_option("--shape", grid, "n x d shapes to measure")->capture_default_str();
   app.add_option("--json", json_path, "where to write the results")->capture_default_str();
+  bool distributed = false;
+  app.add_flag("--distributed", distributed,
+               "this process is one rank (torchrun's environment): replicated against sharded "
+               "loss per rank, --shape giving each rank's rows");
   CLI11_PARSE(app, argc, argv);
   try {
     torch::set_num_threads(threads > 0 ? threads
                                        : std::max(1u, std::thread::hardware_concurrency()));
+    if (distributed) return run_distributed(grid, torch::get_num_threads());
     const torch::Device dev(device);
     TORCH_CHECK(!dev.is_cuda() || torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available");

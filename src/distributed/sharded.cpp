@@ -11,6 +11,9 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
+#include <array>
+
 #include "checks.h"
 #include "distributed/common.h"
 #include "ops/core.h"
@@ -24,8 +27,32 @@ using torch::autograd::variable_list;
 
 constexpr const char* kFn = "vicreg_loss (sharded over the process group)";
 
-// The saved tensors, in this order: both views' rows stacked as [2P, n, d] (views a then b).
-enum SavedIndex { kZc, kDiff, kColsq, kMat, kZcAll };
+// The saved tensors: per view (a, b) Zc of this rank's rows, the column sums of squares of all
+// N, the matrix (Gram rows or M) and, on the Gram path, all N centered rows; Za - Zb once.
+enum SavedIndex { kZc = 0, kDiff = 2, kColsq = 3, kMat = 5, kZcAll = 7 };
+
+// Every rank's rows of zc [P, n_r, d], in rank order: [P, N, d]. (With one position and equal
+// shards, the gathered buffer is the result, without another copy.)
+Tensor gather_samples(const Tensor& zc, const std::vector<int64_t>& rows, const Group& g) {
+  const int64_t R = static_cast<int64_t>(rows.size());
+  const int64_t n = *std::max_element(rows.begin(), rows.end());
+  const int64_t P = zc.size(0), d = zc.size(2);
+  auto send = zc;
+  if (zc.size(1) != n) {  // Gloo's allgather takes equal sizes: zero-padded to the largest
+    send = at::zeros({P, n, d}, zc.options());
+    send.narrow(1, 0, zc.size(1)).copy_(zc);
+  }
+  auto all = at::empty({R, P, n, d}, zc.options());
+  std::vector<Tensor> in{send.contiguous()};
+  std::vector<std::vector<Tensor>> out(1);
+  for (int64_t r = 0; r < R; ++r) out[0].push_back(all[r]);
+  wait(g.process_group()->allgather(out, in), g, "sharded loss (centered rows)");
+  const bool equal = std::all_of(rows.begin(), rows.end(), [&](int64_t r) { return r == n; });
+  if (P == 1 && equal) return all.view({1, R * n, d});
+  std::vector<Tensor> parts;
+  for (int64_t r = 0; r < R; ++r) parts.push_back(all[r].narrow(1, 0, rows[r]));
+  return at::cat(parts, 1);
+}
 
 class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
  public:
@@ -39,57 +66,66 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     const auto za = ops::as_positions(ops::to_compute_dtype(z_a));
     const auto zb = ops::as_positions(ops::to_compute_dtype(z_b));
     const int64_t P = za.size(0), d = za.size(2);
-    // Both views in one tensor, so that each statistic is one collective.
-    const auto z = at::cat({za, zb});
     const auto column_mean = [&](const Tensor& t) {
       auto sums = t.sum(1, /*keepdim=*/true);
       all_reduce_sum_(sums, *g, "sharded loss (column sums)");
       return sums / static_cast<double>(N);
     };
-    const auto zc = ops::center(z, column_mean).zc;
+    // The views one at a time: on a CPU, fresh buffers of the views' size cost as much as
+    // passes over them (page faults), so there is no stacked copy of both.
+    const std::array<Tensor, 2> zc{ops::center(za, column_mean).zc,
+                                   ops::center(zb, column_mean).zc};
     auto diff = za - zb;
-    const auto sq_diff = ops::sum_of_squares(diff).reshape({1});
     const bool gram = ops::use_gram(N, d);
-    Tensor colsq, mat, zc_all, offdiag, sq_diff_all;
-    if (gram) {
-      // Every rank's centered rows (sent once, in the forward), then this rank's Gram rows;
-      // ||G||_F^2 is the sum over ranks of the squared norms of their rows.
-      zc_all = gather_rows(zc.transpose(0, 1).contiguous(), rows, *g,
-                           "sharded loss (centered rows)")
-                   .transpose(0, 1)
-                   .contiguous();
-      colsq = ops::column_sums_of_squares(zc_all);
-      mat = at::bmm(zc, zc_all.transpose(1, 2));
-      auto sums = at::cat({ops::sum_of_squares(mat.narrow(0, 0, P)).reshape({1}),
-                           ops::sum_of_squares(mat.narrow(0, P, P)).reshape({1}), sq_diff});
-      all_reduce_sum_(sums, *g, "sharded loss (Gram norms)");
-      offdiag = at::stack({ops::offdiag_of_gram(sums[0], colsq.narrow(0, 0, P)),
-                           ops::offdiag_of_gram(sums[1], colsq.narrow(0, P, P))});
-      sq_diff_all = sums[2];
-    } else {
-      // M and the column sums of squares (ATen's cascade sum, not M's diagonal from BLAS),
-      // summed over the ranks in one buffer.
-      const auto m = at::bmm(zc.transpose(1, 2), zc);
-      auto sums = at::cat({m.reshape(-1), ops::column_sums_of_squares(zc).reshape(-1), sq_diff});
-      all_reduce_sum_(sums, *g, "sharded loss (covariance matrix)");
-      mat = sums.narrow(0, 0, 2 * P * d * d).view({2 * P, d, d});
-      colsq = sums.narrow(0, 2 * P * d * d, 2 * P * d).view({2 * P, d});
-      mat.diagonal(0, 1, 2).zero_();
-      offdiag = at::stack({ops::sum_of_squares(mat.narrow(0, 0, P)),
-                           ops::sum_of_squares(mat.narrow(0, P, P))});
-      sq_diff_all = sums[-1];
+    std::array<Tensor, 2> mat, zc_all;
+    // Summed over the ranks in one buffer: per view the column sums of squares (ATen's cascade
+    // sum, not M's diagonal from BLAS) and ||G||_F^2 (Gram) or M (direct); then sum (Za - Zb)^2.
+    std::vector<Tensor> local;
+    for (int v = 0; v < 2; ++v) {
+      local.push_back(ops::column_sums_of_squares(zc[v]).reshape(-1));
+      if (gram) {
+        // Every rank's centered rows (sent once, in the forward), then this rank's Gram rows;
+        // ||G||_F^2 is the sum over the ranks of the squared norms of their rows.
+        zc_all[v] = gather_samples(zc[v], rows, *g);
+        mat[v] = ops::batched_mm(zc[v], zc_all[v].transpose(1, 2));
+        local.push_back(ops::sum_of_squares(mat[v]).reshape({1}));
+      } else {
+        local.push_back(ops::batched_mm(zc[v].transpose(1, 2), zc[v]).reshape(-1));
+      }
     }
+    local.push_back(ops::sum_of_squares(diff).reshape({1}));
+    auto sums = at::cat(local);
+    all_reduce_sum_(sums, *g, gram ? "sharded loss (Gram norms)" : "sharded loss (covariance)");
+    std::array<Tensor, 2> colsq, offdiag;
+    int64_t at = 0;
+    const auto next = [&](int64_t count) {
+      auto part = sums.narrow(0, at, count);
+      at += count;
+      return part;
+    };
+    for (int v = 0; v < 2; ++v) {
+      colsq[v] = next(P * d).view({P, d});
+      if (gram) {
+        offdiag[v] = ops::offdiag_of_gram(next(1)[0], colsq[v]);
+      } else {
+        mat[v] = next(P * d * d).view({P, d, d});
+        mat[v].diagonal(0, 1, 2).zero_();
+        offdiag[v] = ops::sum_of_squares(mat[v]);
+      }
+    }
+    const auto sq_diff_all = next(1)[0];
     const ops::Shape shape{P, N, d};
-    const auto hinge_a = ops::hinge_term(colsq.narrow(0, 0, P), N, s.hinge);
-    const auto hinge_b = ops::hinge_term(colsq.narrow(0, P, P), N, s.hinge);
-    auto [loss, inv, var, cov] =
-        ops::weighted(ops::invariance_of(sq_diff_all, shape, s), ops::variance_of(hinge_a, hinge_b, s),
-                      ops::covariance_of(offdiag.sum(), shape, s), s);
+    auto [loss, inv, var, cov] = ops::weighted(
+        ops::invariance_of(sq_diff_all, shape, s),
+        ops::variance_of(ops::hinge_term(colsq[0], N, s.hinge),
+                         ops::hinge_term(colsq[1], N, s.hinge), s),
+        ops::covariance_of(offdiag[0] + offdiag[1], shape, s), s);
     ctx->saved_data["settings"] = s.to_ivalue();
     ctx->saved_data["rows"] = N;
     ctx->saved_data["sizes"] = z_a.sizes().vec();
     ctx->saved_data["dtype"] = static_cast<int64_t>(z_a.scalar_type());
-    ctx->saved_data["saved"] = std::vector<Tensor>{zc, diff, colsq, mat, zc_all};
+    ctx->saved_data["saved"] = std::vector<Tensor>{zc[0], zc[1], diff, colsq[0], colsq[1],
+                                                   mat[0], mat[1], zc_all[0], zc_all[1]};
     // The process group itself (ref-counted), so the graph never outlives it.
     ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
     ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
@@ -105,13 +141,13 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     const auto saved = ctx->saved_data["saved"].toTensorVector();
     const auto s = ops::Settings::from_ivalue(ctx->saved_data["settings"]);
     const int64_t N = ctx->saved_data["rows"].toInt();
-    const auto& zc = saved[kZc];
-    const int64_t P = zc.size(0) / 2, d = zc.size(2);
+    const auto& zc_a = saved[kZc];
+    const int64_t P = zc_a.size(0), d = zc_a.size(2);
     // Each rank's loss is a function of every rank's rows: the gradient of this rank's rows
     // is the sum over the ranks of their output gradients times the one Jacobian.
-    auto g = at::zeros({4}, zc.options());
+    auto g = at::zeros({4}, zc_a.options());
     for (int i = 0; i < 4; ++i) {
-      if (grads[i].defined()) g[i].add_(grads[i].to(zc.scalar_type()));
+      if (grads[i].defined()) g[i].add_(grads[i].to(zc_a.scalar_type()));
     }
     const auto store = ctx->saved_data.count("store")
                            ? c10::static_intrusive_pointer_cast<c10d::Store>(
@@ -122,10 +158,9 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
                       std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
     all_reduce_sum_(g, group, "sharded loss backward (output gradients)");
     const auto w = ops::vicreg_backward_weights(g[0], g[1], g[2], g[3], {P, N, d}, s);
-    const auto view = [&](int64_t v) {
-      const auto part = [&](const Tensor& t) { return t.defined() ? t.narrow(0, v * P, P) : t; };
-      const ops::Shard shard{N, part(saved[kZcAll])};
-      return ops::view_gradient(part(zc), {part(saved[kColsq]), part(saved[kMat]), {}, {}},
+    const auto view = [&](int v) {
+      const ops::Shard shard{N, saved[kZcAll + v]};
+      return ops::view_gradient(saved[kZc + v], {saved[kColsq + v], saved[kMat + v], {}, {}},
                                 w.hinge, w.offdiag, s.hinge, &shard);
     };
     auto ga = view(0), gb = view(1);

@@ -5,12 +5,6 @@
 namespace vicreg::ops {
 namespace {
 
-// Batched product of [P, a, b] x [P, b, c]; a plain GEMM when P == 1 (bmm is slower there).
-Tensor batched_mm(const Tensor& x, const Tensor& y) {
-  if (size_of(x, 0) == 1) return at::mm(x.select(0, 0), y.select(0, 0)).unsqueeze(0);
-  return at::bmm(x, y);
-}
-
 // S_j from the column sums of squares: sqrt(Var_j + eps) or Var_j.
 Tensor hinge_input(const Tensor& colsq, const Dim& n, const Hinge& h) {
   const auto var = colsq / as_scalar(n - 1);
@@ -64,6 +58,11 @@ Tensor as_samples_by_channels(const Tensor& x, int64_t channel_dim) {
 
 // ---- one view ------------------------------------------------------------------------------
 
+Tensor batched_mm(const Tensor& x, const Tensor& y) {
+  if (size_of(x, 0) == 1) return at::mm(x.select(0, 0), y.select(0, 0)).unsqueeze(0);
+  return at::bmm(x, y);
+}
+
 // ATen's sum, whose CPU kernel adds in a cascade: a Gram matrix's diagonal outweighs its other
 // entries by orders of magnitude, and a running float32 sum (BLAS dot, linalg_vector_norm)
 // then drops the small ones: 2e-5 relative on whitened views at n = d/2, 4e-8 with the cascade.
@@ -85,12 +84,14 @@ Centered center(const Tensor& z3, const ColumnMean& column_mean) {
     return column_mean ? column_mean(t) : t.mean(1, /*keepdim=*/true);
   };
   auto mean = mean_of(z3);
-  const auto first = z3 - mean;
+  auto first = z3 - mean;
   // The rounded mean leaves a residual of n * (mean - rounded mean) in each column sum;
-  // subtracting its mean makes the columns sum to zero to rounding of the spread. (Out of
-  // place: autograd differentiates this function on the tensor-op path.)
+  // subtracting its mean makes the columns sum to zero to rounding of the spread. (In place
+  // but where autograd differentiates this function, on the tensor-op path: a buffer of the
+  // view's size less.)
   const auto residual = mean_of(first);
-  return {(first - residual).contiguous(), mean.squeeze(1), residual.squeeze(1)};
+  auto zc = first.requires_grad() ? first - residual : first.sub_(residual);
+  return {zc.contiguous(), mean.squeeze(1), residual.squeeze(1)};
 }
 
 Tensor column_sums_of_squares(const Tensor& zc) { return zc.square().sum(1); }

@@ -45,6 +45,9 @@ Tensor as_samples_by_channels(const Tensor& x, int64_t channel_dim);
 
 // ---- one view ------------------------------------------------------------------------------
 
+/// [P, a, b] x [P, b, c]; a plain GEMM when P == 1 (bmm is slower there).
+Tensor batched_mm(const Tensor& x, const Tensor& y);
+
 /// The sum of all squares of t, 0-dim (ATen's cascade sum: accurate in float32).
 Tensor sum_of_squares(const Tensor& t);
 
