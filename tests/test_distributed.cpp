@@ -159,7 +159,7 @@ TEST(Distributed, ShardedLossTakesBothPathsAndLocalFeatures) {
   }
 }
 
-TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualFeatureShapes) {
+TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualRowShapesAndDtypes) {
   auto errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
     const auto z = torch::ones({r == 0 ? 1 : 0, 4}, torch::kFloat64);
     functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
@@ -170,13 +170,26 @@ TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualFeatureShapes) {
               std::string::npos)
         << "rank " << r << ": " << errors[r];
   }
+  // Rows of as many elements in another layout, then another dtype: every rank names both.
   errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
-    const auto z = torch::ones({4, 3, r == 0 ? 4 : 5}, torch::kFloat64);
+    const auto z = torch::ones(r == 0 ? std::vector<int64_t>{4, 2, 4} : std::vector<int64_t>{4, 4, 2},
+                               torch::kFloat64);
     functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
                                       std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
   });
   for (int r = 0; r < 2; ++r) {
-    EXPECT_NE(errors[r].find("different feature shapes"), std::string::npos)
+    EXPECT_NE(errors[r].find("different feature shapes: rank 0 has rows of shape [2, 4], rank 1 "
+                             "has [4, 2]"),
+              std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = torch::ones({4, 3}, r == 0 ? torch::kFloat64 : torch::kFloat32);
+    functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
+                                      std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("different dtypes: rank 0 Double, rank 1 Float"), std::string::npos)
         << "rank " << r << ": " << errors[r];
   }
 }

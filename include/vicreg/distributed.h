@@ -1,9 +1,10 @@
 #pragma once
 // VICReg across processes on LibTorch's c10d: a differentiable all-gather of embeddings and
-// the process-group setup torchrun users expect. With a process group, all three terms are
-// computed on the batch gathered from every rank, normalized by its true size (the invariance
-// of the gathered pairs is the row-weighted mean of the ranks' local invariances), so every
-// rank's loss is the single-process loss on the whole batch.
+// the process-group setup torchrun users expect. With a process group, every rank's loss is
+// the single-process loss of the batch gathered from every rank, normalized by its true size.
+// By default (VICRegLossOptions::sharded) each rank computes it from statistics summed over the
+// ranks and the gradient of its own rows only; otherwise every rank computes the whole gathered
+// batch through all_gather.
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>

@@ -2,7 +2,6 @@
 // all-reduce, and, when one fails, which ranks were lost.
 
 #include <ATen/ATen.h>
-#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -75,26 +74,41 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std:
 }
 
 std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const char* fn) {
-  // Every rank's signature: rows, elements per row, dims, dtype.
-  auto mine = at::tensor({z.size(0), c10::multiply_integers(z.sizes().slice(1)), z.dim(),
-                          static_cast<int64_t>(z.scalar_type())},
-                         at::kLong);
+  // Every rank's signature: rows, dtype, then the row shape padded with -1 to kMaxRowDims.
+  constexpr int64_t kMaxRowDims = 16;
+  TORCH_CHECK(z.dim() - 1 <= kMaxRowDims, fn, ": expected at most ", kMaxRowDims + 1,
+              " dims, got shape ", z.sizes());
+  std::vector<int64_t> sig(2 + kMaxRowDims, -1);
+  sig[0] = z.size(0);
+  sig[1] = static_cast<int64_t>(z.scalar_type());
+  for (int64_t i = 1; i < z.dim(); ++i) sig[1 + i] = z.size(i);
+  // (on z's device: a backend such as NCCL takes tensors of one device)
+  const auto mine = at::tensor(sig, at::kLong).to(z.device());
   std::vector<at::Tensor> in{mine};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(mine));
   wait(g.process_group()->allgather(out, in), g, "exchanging embedding sizes");
-  const auto& sigs = out[0];
-  const auto at = [&](int r, int i) { return sigs[r][i].item<int64_t>(); };
+  std::vector<std::vector<int64_t>> sigs;
+  for (const auto& t : out[0]) {
+    const auto c = t.cpu();
+    sigs.emplace_back(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  }
+  const auto row_shape = [](const std::vector<int64_t>& s) {
+    std::vector<int64_t> shape;
+    for (size_t i = 2; i < s.size() && s[i] >= 0; ++i) shape.push_back(s[i]);
+    return c10::str(c10::IntArrayRef(shape));
+  };
   std::vector<int64_t> rows;
   for (int r = 0; r < g.size(); ++r) {
-    rows.push_back(at(r, 0));
-    TORCH_CHECK(at(r, 1) == at(0, 1) && at(r, 2) == at(0, 2), fn,
-                ": ranks hold embeddings of different feature shapes: rank 0 has ", at(0, 1),
-                " elements per row in ", at(0, 2), " dims, rank ", r, " has ", at(r, 1), " in ",
-                at(r, 2), " (this rank ", g.rank(), ": shape ", z.sizes(), ")");
-    TORCH_CHECK(at(r, 3) == at(0, 3), fn, ": ranks hold embeddings of different dtypes: rank 0 ",
-                static_cast<at::ScalarType>(at(0, 3)), ", rank ", r, " ",
-                static_cast<at::ScalarType>(at(r, 3)));
+    const auto& s = sigs[r];
+    rows.push_back(s[0]);
+    TORCH_CHECK(std::equal(s.begin() + 2, s.end(), sigs[0].begin() + 2), fn,
+                ": ranks hold embeddings of different feature shapes: rank 0 has rows of shape ",
+                row_shape(sigs[0]), ", rank ", r, " has ", row_shape(s), " (this rank ",
+                g.rank(), ": shape ", z.sizes(), ")");
+    TORCH_CHECK(s[1] == sigs[0][1], fn, ": ranks hold embeddings of different dtypes: rank 0 ",
+                static_cast<at::ScalarType>(sigs[0][1]), ", rank ", r, " ",
+                static_cast<at::ScalarType>(s[1]));
   }
   return rows;
 }

@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+#include <torch/library.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +19,17 @@
 #include "checks.h"
 #include "distributed/common.h"
 #include "ops/core.h"
+#include "ops/ops.h"
+
+// PyTorch 2.2 keeps a registry of process groups by name (for its functional collectives):
+// through it a Python torch.distributed group reaches this code. LibTorch 1.13 has none, and
+// there the Python package computes the replicated loss.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
+#define VICREG_GROUPS_BY_NAME 1
+#else
+#define VICREG_GROUPS_BY_NAME 0
+#endif
 
 namespace vicreg::distributed::detail {
 namespace {
@@ -187,4 +200,44 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> sharded_terms(const Tensor& z_a, cons
   if (check_finite) checks::finite_result(kFn, out[0]);
   return {out[0], out[1], out[2], out[3]};
 }
+
+#if VICREG_GROUPS_BY_NAME
+namespace {
+
+using Terms = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+using ShardedHead = Terms(const Tensor& z_a, const Tensor& z_b, c10::string_view group_name,
+                          int64_t timeout_ms);
+
+// vicreg::_vicreg_sharded_terms: the fronts' arguments, with the group by its registered name
+// (torch.distributed's group_name) and the timeout of its collectives.
+Terms sharded_front(const Tensor& z_a, const Tensor& z_b, c10::string_view group_name,
+                    int64_t timeout_ms, const ops::Front& f) {
+  TORCH_CHECK(f.fused_backward, "_vicreg_sharded_terms: the sharded loss has the hand-written "
+              "backward only (fused_backward=True); the autograd backward differentiates the "
+              "gathered batch (sharded=False)");
+  TORCH_CHECK(timeout_ms > 0, "_vicreg_sharded_terms: timeout_ms must be > 0, got ", timeout_ms);
+  const Group g(c10d::resolve_process_group(std::string(group_name)),
+                std::chrono::milliseconds(timeout_ms));
+  return sharded_terms(z_a, z_b, f.settings, g, f.check_finite);
+}
+
+}  // namespace
+#endif
+
 }  // namespace vicreg::distributed::detail
+
+#if VICREG_GROUPS_BY_NAME
+TORCH_LIBRARY_FRAGMENT(vicreg, m) {
+  m.def((std::string("_vicreg_sharded_terms(Tensor z_a, Tensor z_b, str group_name, "
+                     "int timeout_ms, ") +
+         vicreg::ops::kFrontArgs + ") -> " + vicreg::ops::kTermsResult)
+            .c_str());
+}
+
+TORCH_LIBRARY_IMPL(vicreg, CompositeImplicitAutograd, m) {
+  using namespace vicreg;
+  m.impl("_vicreg_sharded_terms",
+         TORCH_FN((ops::WithSettings<distributed::detail::sharded_front,
+                                     distributed::detail::ShardedHead, ops::Front>::call)));
+}
+#endif

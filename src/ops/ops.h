@@ -44,6 +44,22 @@ const c10::TypedOperatorHandle<Signature<FusedBackwardInplaceHead, Settings>>&
 fused_backward_inplace_op();
 const c10::TypedOperatorHandle<Signature<VCRegBackwardHead, VCRegSettings>>& vcreg_backward_op();
 
+/// The arguments of the public fronts after the two views (the schema's text, defaults written
+/// once), and their result.
+extern const char* const kFrontArgs;
+extern const char* const kTermsResult;
+
+/// What the fronts' arguments say: a convention's settings with the coefficients and any knob
+/// given overriding it, and the two switches (a settings type for WithSettings).
+struct Front {
+  using Knob = c10::optional<c10::string_view>;
+  using Args = std::tuple<double, double, double, double, double, c10::string_view, Knob, Knob,
+                          Knob, Knob, bool, bool>;
+  Settings settings;
+  bool fused_backward, check_finite;
+  static Front parse(const Args& args);
+};
+
 /// What the public operators compute (the process group aside): validation, check_finite, and
 /// the fused operator or the tensor-op path.
 std::tuple<Tensor, Tensor, Tensor, Tensor> vicreg_terms(const Tensor& z_a, const Tensor& z_b,

@@ -17,35 +17,6 @@ namespace {
 using Terms = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 constexpr const char* kLossName = "vicreg_loss";
 
-// The arguments of both public fronts, after the two views.
-constexpr const char* kFrontArgs =
-    "float inv_coeff=25.0, float var_coeff=25.0, float cov_coeff=1.0, float gamma=1.0, "
-    "float eps=0.0001, str convention=\"reference\", str? invariance=None, "
-    "str? variance_form=None, str? variance_views=None, str? covariance_norm=None, "
-    "bool fused_backward=True, bool check_finite=False";
-constexpr const char* kTermsResult =
-    "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance)";
-
-// What the fronts' arguments say: a convention's settings with the coefficients and any knob
-// given overriding it, and the two switches.
-struct Front {
-  using Knob = c10::optional<c10::string_view>;
-  using Args = std::tuple<double, double, double, double, double, c10::string_view, Knob, Knob,
-                          Knob, Knob, bool, bool>;
-  Settings settings;
-  bool fused_backward, check_finite;
-
-  static Front parse(const Args& args) {
-    const auto& [c1, c2, c3, target, offset, convention, k1, k2, k3, k4, fused, finite] = args;
-    // The convention's knobs, as its preset sets them, unless given.
-    const auto [p1, p2, p3, p4, p5, preset1, preset2, preset3, preset4] =
-        Settings::of(VICRegLossOptions::preset(std::string(convention))).args();
-    return {Settings::parse({c1, c2, c3, target, offset, k1.value_or(preset1),
-                             k2.value_or(preset2), k3.value_or(preset3), k4.value_or(preset4)}),
-            fused, finite};
-  }
-};
-
 Terms vicreg_terms_front(const Tensor& z_a, const Tensor& z_b, const Front& f) {
   return vicreg_terms(z_a, z_b, f.settings, f.fused_backward, f.check_finite);
 }
@@ -58,6 +29,24 @@ using FrontHead = Terms(const Tensor& z_a, const Tensor& z_b);
 using LossFrontHead = Tensor(const Tensor& z_a, const Tensor& z_b);
 
 }  // namespace
+
+const char* const kFrontArgs =
+    "float inv_coeff=25.0, float var_coeff=25.0, float cov_coeff=1.0, float gamma=1.0, "
+    "float eps=0.0001, str convention=\"reference\", str? invariance=None, "
+    "str? variance_form=None, str? variance_views=None, str? covariance_norm=None, "
+    "bool fused_backward=True, bool check_finite=False";
+const char* const kTermsResult =
+    "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance)";
+
+Front Front::parse(const Args& args) {
+  const auto& [c1, c2, c3, target, offset, convention, k1, k2, k3, k4, fused, finite] = args;
+  // The convention's knobs, as its preset sets them, unless given.
+  const auto [p1, p2, p3, p4, p5, preset1, preset2, preset3, preset4] =
+      Settings::of(VICRegLossOptions::preset(std::string(convention))).args();
+  return {Settings::parse({c1, c2, c3, target, offset, k1.value_or(preset1),
+                           k2.value_or(preset2), k3.value_or(preset3), k4.value_or(preset4)}),
+          fused, finite};
+}
 
 Terms vicreg_terms(const Tensor& z_a, const Tensor& z_b, const Settings& s, bool fused_backward,
                    bool check_finite) {

@@ -4,9 +4,9 @@ vicreg.functional, over ``torch.distributed`` with Gloo on loopback.
 Run by CTest (test python_package_distributed) on the installed package, like test_package.py.
 The ranks are spawned with torch.multiprocessing and meet through a file in a scratch directory
 (no port to pick). Every rank trains one step of the same small projector, wrapped in
-DistributedDataParallel, on its shard of a batch, with the loss of the batch gathered from all
-ranks; one process then does the same step on the whole batch. The losses and the parameter
-gradients must agree to 1e-12 in float64.
+DistributedDataParallel, on its shard of a batch, with the loss of the batch of all ranks
+(sharded where this PyTorch allows it, and replicated); one process then does the same step on
+the whole batch. The losses and the parameter gradients must agree to 1e-12 in float64.
 """
 import copy
 import datetime
@@ -32,10 +32,13 @@ import torch.multiprocessing as mp  # noqa: E402
 import vicreg  # noqa: E402
 import vicreg.functional as VF  # noqa: E402
 
-IN, OUT = 5, 8
-# (feature shape of the embedding, fused backward, module or functional)
-CASES = [((OUT,), True, "module"), ((OUT,), False, "functional"),
-         ((2, OUT // 2), True, "functional"), ((2, OUT // 2), False, "module")]
+IN, OUT = 5, 24
+# (feature shape of the embedding, fused backward, module or functional, sharded). At
+# d = 24 the batches below (8 and 11 rows) take the Gram path, at [n, 2, 12] the direct one.
+# sharded None: sharded where available (PyTorch 2.2 or later, fused backward).
+CASES = [((OUT,), True, "module", None), ((OUT,), False, "functional", None),
+         ((2, OUT // 2), True, "functional", None), ((2, OUT // 2), False, "module", None),
+         ((OUT,), True, "functional", False), ((2, OUT // 2), True, "module", False)]
 TIMEOUT_S = 60
 
 
@@ -52,7 +55,7 @@ def batch(rows):
     return x_a, x_b, proj
 
 
-def step(model, x_a, x_b, shape, fused, kind, group):
+def step(model, x_a, x_b, shape, fused, kind, sharded, group):
     """One step's loss and gradients: both views through the model in one call (DDP expects
     one forward per backward), the loss (of the gathered batch when `group` is given)."""
     model.zero_grad()
@@ -60,9 +63,11 @@ def step(model, x_a, x_b, shape, fused, kind, group):
     z = model(torch.cat([x_a, x_b])).reshape((2 * n,) + shape)
     z_a, z_b = z[:n], z[n:]
     if kind == "module":
-        loss = vicreg.VICRegLoss(fused_backward=fused, process_group=group)(z_a, z_b)
+        loss = vicreg.VICRegLoss(fused_backward=fused, process_group=group,
+                                 sharded=sharded)(z_a, z_b)
     else:
-        loss = VF.vicreg_loss(z_a, z_b, fused_backward=fused, process_group=group)
+        loss = VF.vicreg_loss(z_a, z_b, fused_backward=fused, process_group=group,
+                              sharded=sharded)
     loss.backward()
     return float(loss), [p.grad.clone() for p in model.parameters()]
 
@@ -106,8 +111,9 @@ def run_rank(rank, world, scratch):
         lo = sum(shards[:rank])
         rows = slice(lo, lo + shards[rank])
         ddp = torch.nn.parallel.DistributedDataParallel(proj, process_group=groups[size])
-        results[size] = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, groups[size])
-                         for shape, fused, kind in CASES]
+        results[size] = [step(ddp, x_a[rows], x_b[rows], shape, fused, kind, sharded,
+                              groups[size])
+                         for shape, fused, kind, sharded in CASES]
     torch.save(results, os.path.join(scratch, f"rank{rank}.pt"))
     # Failures, in the 2-rank group. Ranks that disagree on the rows' shape, then on the
     # dtype: both ranks fail with both named. A second derivative through the gather raises
@@ -118,13 +124,14 @@ def run_rank(rank, world, scratch):
         disagreeing = [torch.zeros(3, 4 if rank == 0 else 6, dtype=torch.float64),
                        torch.zeros(3, 2, 4) if rank == 0 else torch.zeros(3, 4, 2),
                        torch.zeros(3, 4, dtype=torch.float64 if rank == 0 else torch.float32)]
-        for z in disagreeing:
-            try:
-                VF.vicreg_loss(z, z, process_group=pair)
-            except RuntimeError as e:
-                messages.append(str(e))
+        for sharded in [False] + ([True] if vicreg.distributed.can_shard() else []):
+            for z in disagreeing:
+                try:
+                    VF.vicreg_loss(z, z, process_group=pair, sharded=sharded)
+                except RuntimeError as e:
+                    messages.append(str(e))
         z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-        loss = VF.vicreg_loss(z, 2 * z, fused_backward=False, process_group=pair)
+        loss = VF.vicreg_loss(z, 2 * z, fused_backward=False, process_group=pair)  # replicated
         (g,) = torch.autograd.grad(loss, z, create_graph=True)
         try:
             g.sum().backward()
@@ -158,8 +165,8 @@ def ranks(tmp_path_factory):
 def test_ranks_equal_one_process_on_the_whole_batch(size, ranks):
     shards = SHARDS[size]
     x_a, x_b, proj = batch(sum(shards))
-    for case, (shape, fused, kind) in enumerate(CASES):
-        loss, grads = step(proj, x_a, x_b, shape, fused, kind, None)
+    for case, (shape, fused, kind, sharded) in enumerate(CASES):
+        loss, grads = step(proj, x_a, x_b, shape, fused, kind, None, None)
         # A weight gradient that can disagree (the bias's is 0: the loss ignores shifts).
         assert grads[0].abs().max() > 1e-3
         for rank in range(size):
@@ -172,13 +179,21 @@ def test_ranks_equal_one_process_on_the_whole_batch(size, ranks):
 
 def test_disagreeing_and_lost_ranks_fail_with_a_clear_error(ranks):
     messages = torch.load(ranks / "messages.pt")
-    assert len(messages) == 5, messages
-    width, layout, dtype, twice, lost = messages
+    sharded = vicreg.distributed.can_shard()
+    assert len(messages) == (8 if sharded else 5), messages
+    width, layout, dtype = messages[:3]
     assert "different row shapes: rank 0 has rows of shape (4,), rank 1 has (6,)" in width, width
     assert "rank 0 has rows of shape (2, 4), rank 1 has (4, 2)" in layout, layout
     assert "different dtypes: rank 0 has torch.float64, rank 1 has torch.float32" in dtype, dtype
+    if sharded:  # the same three, from the library's C++
+        width, layout, dtype = messages[3:6]
+        assert "different feature shapes: rank 0 has rows of shape [4], rank 1 has [6]" in width
+        assert "rank 0 has rows of shape [2, 4], rank 1 has [4, 2]" in layout, layout
+        assert "different dtypes: rank 0 Double, rank 1 Float" in dtype, dtype
+    twice, lost = messages[-2:]
     assert "once_differentiable" in twice, twice
-    assert "vicreg.distributed" in lost and "failed on rank 0 of 2" in lost, lost
+    assert "failed on rank 0 of 2" in lost, lost
+    assert ("vicreg::distributed" if sharded else "vicreg.distributed") in lost, lost
     non_member = torch.load(ranks / "non_member.pt")
     assert "this rank is not a member of process_group" in non_member, non_member
 
@@ -194,6 +209,12 @@ def test_process_group_is_checked_and_eager_only():
     assert abs(float(scripted(z, z)) - float(VF.vicreg_loss(z, z))) <= 1e-12
     with pytest.raises((RuntimeError, torch.jit.Error), match="eager mode only"):
         scripted(z, z, process_group=z)
+
+
+def test_sharded_where_a_python_group_can_reach_cpp():
+    # PyTorch 2.2 keeps process groups by name; 1.13 cannot hand one to C++.
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    assert vicreg.distributed.can_shard() == ((major, minor) >= (2, 2))
 
 
 def test_a_group_of_one_rank_is_the_local_loss(tmp_path):
@@ -213,5 +234,15 @@ def test_a_group_of_one_rank_is_the_local_loss(tmp_path):
         # Views that differ are refused before any collective, as the loss would refuse them.
         with pytest.raises(RuntimeError, match="z_a and z_b must have the same shape"):
             criterion(z_a, z_b[:, :3])
+        # sharded=True: the hand-written backward only, and PyTorch 2.2 or later.
+        with pytest.raises(RuntimeError, match="sharded=True has the hand-written backward"):
+            VF.vicreg_loss(z_a, z_b, fused_backward=False, process_group=dist.group.WORLD,
+                           sharded=True)
+        if vicreg.distributed.can_shard():
+            assert float(VF.vicreg_loss(z_a, z_b, process_group=dist.group.WORLD,
+                                        sharded=True)) == float(VF.vicreg_loss(z_a, z_b))
+        else:
+            with pytest.raises(RuntimeError, match="sharded=True needs PyTorch 2.2 or later"):
+                VF.vicreg_loss(z_a, z_b, process_group=dist.group.WORLD, sharded=True)
     finally:
         dist.destroy_process_group()

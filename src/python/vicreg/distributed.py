@@ -2,22 +2,34 @@
 process group, with the gradient flowing back to each rank's own rows.
 
 With ``process_group`` given, :func:`vicreg.functional.vicreg_loss` and
-:class:`vicreg.VICRegLoss` compute on every rank the loss of the whole gathered batch, as
-facebookresearch/vicreg, lightly (``gather_distributed=True``) and solo-learn do. Ranks may
-hold different numbers of rows. The gather's backward sums the gathered batch's gradient over
-the ranks and keeps this rank's rows, so the gradient averaging of
+:class:`vicreg.VICRegLoss` compute on every rank the loss of the batch gathered from every rank
+(ranks may hold different numbers of rows), in one of two ways with the same loss and
+gradients:
+
+- sharded (the default where it is available: PyTorch 2.2 or later, the hand-written
+  backward): each rank computes only its own rows' share, from statistics summed over the
+  ranks, in the library's C++ (``torch.ops.vicreg._vicreg_sharded_terms``, which finds the
+  group by its name); the backward sums the four output gradients over the ranks;
+- replicated (``sharded=False``; the only way on PyTorch 1.13, which cannot hand a Python
+  group to C++): the views are gathered and every rank computes the whole batch, as
+  facebookresearch/vicreg, lightly (``gather_distributed=True``) and solo-learn do; the
+  gather's backward sums the gathered batch's gradient over the ranks and keeps this rank's
+  rows.
+
+Either way the gradient of a rank's rows is the sum over the ranks of their output gradients
+times one process's Jacobian, so the gradient averaging of
 ``torch.nn.parallel.DistributedDataParallel`` yields the gradient of one process that holds
 the whole batch. Any backend works (Gloo on CPU tensors, NCCL on CUDA tensors). Eager mode
-only: a scripted module cannot gather, and the gather's backward cannot be differentiated
+only: a scripted module cannot reach other ranks, and the backward cannot be differentiated
 again (double backward raises). Pass a group that exists: ``torch.distributed.group.WORLD``
 is ``None`` until ``init_process_group``.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather", "all_gather_views"]
+__all__ = ["all_gather", "all_gather_views", "can_shard", "terms_across_ranks"]
 
 # Row signatures carry the dtype as an index of this list, so that ranks whose embeddings
 # differ in dtype fail with both dtypes named instead of a garbled gather.
@@ -155,11 +167,7 @@ def all_gather(z: torch.Tensor, group=None) -> torch.Tensor:
     return _Gather.apply(z.contiguous(), group, _checked_rows(z, group))
 
 
-def all_gather_views(z_a: torch.Tensor, z_b: torch.Tensor, group=None
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Both views gathered, stacked, in one signature exchange and one gather. Views that
-    differ from each other raise here, before any collective, as the loss would (the peers
-    then fail within the group's timeout, as with any rank that stops)."""
+def _check_views(z_a: torch.Tensor, z_b: torch.Tensor) -> None:
     for name, z in (("z_a", z_a), ("z_b", z_b)):
         if not isinstance(z, torch.Tensor) or z.dim() < 2:
             raise RuntimeError(f"vicreg_loss: expected {name} of shape [n, d] or [n, P..., d], "
@@ -170,9 +178,61 @@ def all_gather_views(z_a: torch.Tensor, z_b: torch.Tensor, group=None
         raise RuntimeError(f"vicreg_loss: z_a and z_b must have the same shape, dtype and "
                            f"device, got {tuple(z_a.shape)} {z_a.dtype} {z_a.device} and "
                            f"{tuple(z_b.shape)} {z_b.dtype} {z_b.device}")
+
+
+def all_gather_views(z_a: torch.Tensor, z_b: torch.Tensor, group=None
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both views gathered, stacked, in one signature exchange and one gather. Views that
+    differ from each other raise here, before any collective, as the loss would (the peers
+    then fail within the group's timeout, as with any rank that stops)."""
+    _check_views(z_a, z_b)
     group = _resolved(group)
     if dist.get_world_size(group) == 1:
         return z_a, z_b
     rows = _checked_rows(z_a, group)
     both = _Gather.apply(torch.stack([z_a, z_b], 1), group, rows)
     return both[:, 0], both[:, 1]
+
+
+def can_shard() -> bool:
+    """Whether this build has the sharded loss for Python groups (PyTorch 2.2 or later)."""
+    try:
+        return torch.ops.vicreg._vicreg_sharded_terms is not None
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _timeout_ms(group, device: torch.device) -> int:
+    """The timeout of the group's collectives, as its backend holds it."""
+    try:
+        timeout = group._get_backend(device).options._timeout
+    except (AttributeError, RuntimeError):  # a backend that does not say
+        timeout = dist.default_pg_timeout
+    return max(1, int(timeout.total_seconds() * 1000))
+
+
+def terms_across_ranks(z_a: torch.Tensor, z_b: torch.Tensor, group, sharded: Optional[bool],
+                       **arguments) -> Tuple[torch.Tensor, ...]:
+    """(loss, invariance, variance, covariance) of the views of every rank of ``group``:
+    sharded or replicated as above (``sharded=None``: sharded where available); ``arguments``
+    are those of ``torch.ops.vicreg.vicreg_terms`` after the views."""
+    group = _resolved(group)
+    fused = arguments.get("fused_backward", True)
+    if sharded is None:
+        sharded = fused and can_shard()
+    if sharded and not fused:
+        raise RuntimeError("vicreg: sharded=True has the hand-written backward only "
+                           "(fused_backward=True); with fused_backward=False pass sharded=False "
+                           "or None (autograd then differentiates the gathered batch)")
+    if sharded and not can_shard():
+        raise RuntimeError("vicreg: sharded=True needs PyTorch 2.2 or later, where a Python "
+                           f"process group can reach C++ by name (this is {torch.__version__}); "
+                           "pass sharded=False or None")
+    if dist.get_world_size(group) == 1:
+        return torch.ops.vicreg.vicreg_terms(z_a, z_b, **arguments)
+    if sharded:
+        _check_views(z_a, z_b)
+        return torch.ops.vicreg._vicreg_sharded_terms(
+            z_a, z_b, group.group_name, _timeout_ms(group, z_a.device), **arguments)
+    z_a, z_b = all_gather_views(z_a, z_b, group)
+    return torch.ops.vicreg.vicreg_terms(z_a, z_b, **arguments)

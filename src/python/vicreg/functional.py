@@ -7,13 +7,14 @@ position has its own statistics over the n samples, and the terms are averaged o
 positions). float16 and bfloat16 compute in float32 and return a float32 loss.
 
 With ``process_group`` (a ``torch.distributed`` group, e.g. ``torch.distributed.group.WORLD``)
-the views are first gathered from every rank of the group: see :mod:`vicreg.distributed`.
+the loss is that of the views of every rank of the group, each rank computing its own share
+or the whole gathered batch (``sharded``): see :mod:`vicreg.distributed`.
 """
 from typing import Any, Optional, Tuple
 
 import torch
 
-from .distributed import all_gather_views, eager_only
+from .distributed import eager_only, terms_across_ranks
 
 __all__ = ["vicreg_loss", "vicreg_terms", "vcreg"]
 
@@ -24,7 +25,8 @@ def vicreg_loss(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
                 invariance: Optional[str] = None, variance_form: Optional[str] = None,
                 variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
                 fused_backward: bool = True, check_finite: bool = False,
-                process_group: Optional[Any] = None) -> torch.Tensor:
+                process_group: Optional[Any] = None,
+                sharded: Optional[bool] = None) -> torch.Tensor:
     r"""The VICReg loss of two views, a 0-dim tensor.
 
     ``loss = inv_coeff * s(Za, Zb) + var_coeff * V + cov_coeff * (c(Za) + c(Zb))``, with
@@ -57,9 +59,21 @@ def vicreg_loss(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
         process_group: a ``torch.distributed`` group: the loss of the views gathered from
             all its ranks (ranks may hold different n), with the gradient of this rank's
             rows; DDP's gradient averaging then gives one process's gradient. Eager only.
+        sharded: with ``process_group``: each rank computes only its own rows' share
+            (``True``; PyTorch 2.2 or later, ``fused_backward=True``) or the whole gathered
+            batch (``False``); ``None`` (default): sharded where available. Same results.
     """
     if process_group is not None:
-        z_a, z_b = _gathered(z_a, z_b, process_group)
+        # (Not through vicreg_terms: a scripted vicreg_loss calls only vicreg::vicreg_loss.)
+        if torch.jit.is_scripting():
+            raise RuntimeError(eager_only())
+        else:
+            return terms_across_ranks(
+                z_a, z_b, process_group, sharded, inv_coeff=inv_coeff, var_coeff=var_coeff,
+                cov_coeff=cov_coeff, gamma=gamma, eps=eps, convention=convention,
+                invariance=invariance, variance_form=variance_form,
+                variance_views=variance_views, covariance_norm=covariance_norm,
+                fused_backward=fused_backward, check_finite=check_finite)[0]
     return torch.ops.vicreg.vicreg_loss(
         z_a, z_b, inv_coeff=inv_coeff, var_coeff=var_coeff, cov_coeff=cov_coeff, gamma=gamma,
         eps=eps, convention=convention, invariance=invariance, variance_form=variance_form,
@@ -73,7 +87,7 @@ def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
                  invariance: Optional[str] = None, variance_form: Optional[str] = None,
                  variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
                  fused_backward: bool = True, check_finite: bool = False,
-                 process_group: Optional[Any] = None
+                 process_group: Optional[Any] = None, sharded: Optional[bool] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""The VICReg loss and its unweighted terms, from one computation.
 
@@ -82,22 +96,22 @@ def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, inv_coeff: float = 25.0,
     covariance reported as ``c(Za) + c(Zb)``. The arguments are those of :func:`vicreg_loss`.
     """
     if process_group is not None:
-        z_a, z_b = _gathered(z_a, z_b, process_group)
+        # torch.distributed has no TorchScript form: scripted code fails here with a clear
+        # error, and the script compiler skips the eager branch.
+        if torch.jit.is_scripting():
+            raise RuntimeError(eager_only())
+        else:
+            return terms_across_ranks(
+                z_a, z_b, process_group, sharded, inv_coeff=inv_coeff, var_coeff=var_coeff,
+                cov_coeff=cov_coeff, gamma=gamma, eps=eps, convention=convention,
+                invariance=invariance, variance_form=variance_form,
+                variance_views=variance_views, covariance_norm=covariance_norm,
+                fused_backward=fused_backward, check_finite=check_finite)
     return torch.ops.vicreg.vicreg_terms(
         z_a, z_b, inv_coeff=inv_coeff, var_coeff=var_coeff, cov_coeff=cov_coeff, gamma=gamma,
         eps=eps, convention=convention, invariance=invariance, variance_form=variance_form,
         variance_views=variance_views, covariance_norm=covariance_norm,
         fused_backward=fused_backward, check_finite=check_finite)
-
-
-def _gathered(z_a: torch.Tensor, z_b: torch.Tensor, process_group: Any
-              ) -> Tuple[torch.Tensor, torch.Tensor]:
-    # torch.distributed has no TorchScript form: scripted code fails here with a clear error,
-    # and the script compiler skips the eager branch.
-    if torch.jit.is_scripting():
-        raise RuntimeError(eager_only())
-    else:
-        return all_gather_views(z_a, z_b, process_group)
 
 
 def vcreg(x: torch.Tensor, var_coeff: float = 1.0, cov_coeff: float = 1.0, gamma: float = 1.0,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import functional as F
-from .distributed import _check_group, _group_size, all_gather_views, eager_only
+from .distributed import _check_group, _group_size, eager_only
 
 __all__ = ["VICRegLoss", "VCReg"]
 
@@ -63,8 +63,11 @@ class VICRegLoss(nn.Module):
         check_finite: raise on NaN/Inf inputs or results (one host sync per call).
         process_group: a ``torch.distributed`` process group (e.g.
             ``torch.distributed.group.WORLD``): each rank's loss is the loss of the views
-            gathered from every rank, as in the official code (:mod:`vicreg.distributed`).
-            Eager mode only; ``None`` (default): the local views.
+            of every rank, as in the official code (:mod:`vicreg.distributed`). Eager mode
+            only; ``None`` (default): the local views.
+        sharded: with ``process_group``: each rank computes its own rows' share (``True``) or
+            the whole gathered batch (``False``); ``None`` (default): sharded where available
+            (PyTorch 2.2 or later, ``fused_backward``). Same results.
 
     ``forward(z_a, z_b)`` returns the loss (0-dim); ``terms(z_a, z_b)`` returns
     ``(loss, invariance, variance, covariance)``, the terms unweighted.
@@ -83,6 +86,7 @@ class VICRegLoss(nn.Module):
     fused_backward: bool
     check_finite: bool
     gathers: bool
+    sharded: Optional[bool]
     # A process group has no TorchScript type; a scripted module with one fails at its call.
     __jit_ignored_attributes__ = ["process_group"]
 
@@ -91,7 +95,7 @@ class VICRegLoss(nn.Module):
                  invariance: Optional[str] = None, variance_form: Optional[str] = None,
                  variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
                  fused_backward: bool = True, check_finite: bool = False,
-                 process_group=None) -> None:
+                 process_group=None, sharded: Optional[bool] = None) -> None:
         super().__init__()
         self.inv_coeff = _number("inv_coeff", inv_coeff)
         self.var_coeff = _number("var_coeff", var_coeff)
@@ -112,6 +116,9 @@ class VICRegLoss(nn.Module):
             _check_group(process_group)
         self.process_group = process_group
         self.gathers = process_group is not None
+        if sharded is not None:
+            _flag("sharded", sharded)
+        self.sharded = sharded
         F.vicreg_loss(_probe(), _probe(), self.inv_coeff, self.var_coeff, self.cov_coeff,
                       self.gamma, self.eps, self.convention, self.invariance,
                       self.variance_form, self.variance_views, self.covariance_norm,
@@ -119,7 +126,8 @@ class VICRegLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
-        z_a, z_b = self._views(z_a, z_b)
+        if self.gathers:
+            return self._across_ranks(z_a, z_b)[0]
         return F.vicreg_loss(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                              self.gamma, self.eps, self.convention, self.invariance,
                              self.variance_form, self.variance_views, self.covariance_norm,
@@ -129,21 +137,20 @@ class VICRegLoss(nn.Module):
     def terms(self, z_a: torch.Tensor, z_b: torch.Tensor
               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, invariance, variance, covariance)`` from one computation."""
-        z_a, z_b = self._views(z_a, z_b)
+        if self.gathers:
+            return self._across_ranks(z_a, z_b)
         return F.vicreg_terms(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                               self.gamma, self.eps, self.convention, self.invariance,
                               self.variance_form, self.variance_views, self.covariance_norm,
                               self.fused_backward, self.check_finite)
 
-    def _views(self, z_a: torch.Tensor, z_b: torch.Tensor
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The views the loss sees: the local ones, or those gathered over process_group."""
-        if not self.gathers:
-            return z_a, z_b
+    def _across_ranks(self, z_a: torch.Tensor, z_b: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The terms over every rank of process_group (eager only)."""
         if torch.jit.is_scripting():
             raise RuntimeError(eager_only())
         else:
-            return self._gather(z_a, z_b)
+            return self._terms_of_group(z_a, z_b)
 
     def __deepcopy__(self, memo):
         # A process group is a handle to the ranks, not data: a copy (e.g. a model's EMA copy)
@@ -157,9 +164,13 @@ class VICRegLoss(nn.Module):
         return twin
 
     @torch.jit.unused
-    def _gather(self, z_a: torch.Tensor, z_b: torch.Tensor
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        return all_gather_views(z_a, z_b, self.process_group)
+    def _terms_of_group(self, z_a: torch.Tensor, z_b: torch.Tensor
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return F.vicreg_terms(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
+                              self.gamma, self.eps, self.convention, self.invariance,
+                              self.variance_form, self.variance_views, self.covariance_norm,
+                              self.fused_backward, self.check_finite, self.process_group,
+                              self.sharded)
 
     def extra_repr(self) -> str:
         s = (f"inv_coeff={self.inv_coeff}, var_coeff={self.var_coeff}, "
@@ -175,6 +186,8 @@ class VICRegLoss(nn.Module):
             s += ", check_finite=True"
         if self.gathers:
             s += ", process_group=<a group of " + str(_group_size(self.process_group)) + " ranks>"
+            if self.sharded is not None:
+                s += f", sharded={self.sharded}"
         return s
 
 
