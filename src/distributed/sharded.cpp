@@ -135,7 +135,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
         ops::covariance_of(offdiag[0] + offdiag[1], shape, s), s);
     ctx->saved_data["settings"] = s.to_ivalue();
     ctx->saved_data["rows"] = N;
-    ctx->saved_data["sizes"] = z_a.sizes().vec();
+    ctx->saved_data["sizes"] = ops::to_ivalue(ops::shape_of(z_a));
     ctx->saved_data["dtype"] = static_cast<int64_t>(z_a.scalar_type());
     ctx->saved_data["saved"] = std::vector<Tensor>{zc[0], zc[1], diff, colsq[0], colsq[1],
                                                    mat[0], mat[1], zc_all[0], zc_all[1]};
@@ -179,7 +179,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     auto ga = view(0), gb = view(1);
     ga.addcmul_(saved[kDiff], w.inv);
     gb.addcmul_(saved[kDiff], w.inv.neg());
-    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const auto sizes = ops::shape_from_ivalue(ctx->saved_data["sizes"]);
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     return {ops::from_positions(ga, sizes).to(dtype), ops::from_positions(gb, sizes).to(dtype),
             Tensor(), Tensor()};

@@ -211,6 +211,14 @@ def _timeout_ms(group, device: torch.device) -> int:
     return max(1, int(timeout.total_seconds() * 1000))
 
 
+def _eager(fn):
+    """fn, run eagerly under torch.compile (a graph break): collectives with the other ranks
+    and the sharded operator, which talks to them from C++, cannot be traced."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return disable(fn) if disable is not None else fn
+
+
+@_eager
 def terms_across_ranks(z_a: torch.Tensor, z_b: torch.Tensor, group, sharded: Optional[bool],
                        **arguments) -> Tuple[torch.Tensor, ...]:
     """(loss, invariance, variance, covariance) of the views of every rank of ``group``:
