@@ -18,6 +18,9 @@
 #include "idx_files.h"
 #ifdef VICREG_WITH_DISTRIBUTED
 #include "vicreg/distributed.h"
+#ifdef VICREG_WITH_DISTRIBUTED
+#include "distributed/common.h"
+#endif
 #endif
 
 namespace vicreg::testing {
@@ -328,6 +331,24 @@ void add_idx_rows(std::vector<Row>& rows) {
 #ifdef VICREG_WITH_DISTRIBUTED
 void add_distributed_rows(std::vector<Row>& rows) {
   namespace d = vicreg::distributed;
+#if VICREG_GROUPS_BY_NAME
+  // _vicreg_sharded_terms(z_a, z_b, group_name, timeout_ms, <the fronts' arguments>).
+  const auto sharded = [](const char* group, int64_t timeout_ms, bool fused) {
+    const auto z = torch::randn({6, 4}, torch::kFloat64);
+    auto args = front_args(z, z, "reference");
+    args.insert(args.begin() + 2, {c10::IValue(std::string(group)), c10::IValue(timeout_ms)});
+    args[args.size() - 2] = fused;
+    call_op("vicreg::_vicreg_sharded_terms", args);
+  };
+  rows.push_back({"_vicreg_sharded_terms op: a group name nobody registered",
+                  [=] { sharded("no-such-group", 1000, true); },
+                  "no process group is registered under the name 'no-such-group'"});
+  rows.push_back({"_vicreg_sharded_terms op: fused_backward=False",
+                  [=] { sharded("0", 1000, false); },
+                  "the sharded loss has the hand-written backward only"});
+  rows.push_back({"_vicreg_sharded_terms op: timeout_ms 0", [=] { sharded("0", 0, true); },
+                  "timeout_ms must be > 0, got 0"});
+#endif
   rows.push_back({"init_from_env: RANK unset", [] {
                     Env e({{"WORLD_SIZE", "1"}, {"MASTER_ADDR", "127.0.0.1"},
                            {"MASTER_PORT", "29500"}});
@@ -414,8 +435,14 @@ TEST(Catalogue, EveryRegisteredOperatorHasRows) {
     });
     EXPECT_TRUE(covered) << name << " has no row in the catalogue";
   }
+#if defined(VICREG_WITH_DISTRIBUTED) && VICREG_GROUPS_BY_NAME
+  EXPECT_EQ(ops, 8) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
+                       "_vicreg_fused_backward, _vicreg_fused_backward_, vcreg, _vcreg_backward "
+                       "and (with distributed support, on PyTorch 2.2+) _vicreg_sharded_terms";
+#else
   EXPECT_EQ(ops, 7) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
                        "_vicreg_fused_backward, _vicreg_fused_backward_, vcreg, _vcreg_backward";
+#endif
 }
 
 TEST(Catalogue, EveryInvalidInputEndsInAClearError) {

@@ -12,6 +12,16 @@
 
 #include "vicreg/distributed.h"
 
+// PyTorch 2.2 keeps a registry of process groups by name (for its functional collectives):
+// through it a Python torch.distributed group reaches the sharded loss, as the operator
+// vicreg::_vicreg_sharded_terms (sharded.cpp). LibTorch 1.13 has none and no such operator.
+#include <torch/version.h>
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+#define VICREG_GROUPS_BY_NAME 1
+#else
+#define VICREG_GROUPS_BY_NAME 0
+#endif
+
 namespace vicreg::ops {
 struct Settings;
 }

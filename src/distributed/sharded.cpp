@@ -11,7 +11,6 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
-#include <torch/version.h>
 
 #include <algorithm>
 #include <array>
@@ -21,14 +20,8 @@
 #include "ops/core.h"
 #include "ops/ops.h"
 
-// PyTorch 2.2 keeps a registry of process groups by name (for its functional collectives):
-// through it a Python torch.distributed group reaches this code. LibTorch 1.13 has none, and
-// there the Python package computes the replicated loss.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+#if VICREG_GROUPS_BY_NAME
 #include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
-#define VICREG_GROUPS_BY_NAME 1
-#else
-#define VICREG_GROUPS_BY_NAME 0
 #endif
 
 namespace vicreg::distributed::detail {
@@ -216,8 +209,15 @@ Terms sharded_front(const Tensor& z_a, const Tensor& z_b, c10::string_view group
               "backward only (fused_backward=True); the autograd backward differentiates the "
               "gathered batch (sharded=False)");
   TORCH_CHECK(timeout_ms > 0, "_vicreg_sharded_terms: timeout_ms must be > 0, got ", timeout_ms);
-  const Group g(c10d::resolve_process_group(std::string(group_name)),
-                std::chrono::milliseconds(timeout_ms));
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  try {
+    pg = c10d::resolve_process_group(std::string(group_name));
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "_vicreg_sharded_terms: no process group is registered under the name '",
+                std::string(group_name), "' (expected the group_name of a live "
+                "torch.distributed group): ", message_of(e));
+  }
+  const Group g(pg, std::chrono::milliseconds(timeout_ms));
   return sharded_terms(z_a, z_b, f.settings, g, f.check_finite);
 }
 
