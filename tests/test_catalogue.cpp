@@ -18,9 +18,7 @@
 #include "idx_files.h"
 #ifdef VICREG_WITH_DISTRIBUTED
 #include "vicreg/distributed.h"
-#ifdef VICREG_WITH_DISTRIBUTED
 #include "distributed/common.h"
-#endif
 #endif
 
 namespace vicreg::testing {

@@ -183,6 +183,43 @@ TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualRowShapesAndDtypes)
               std::string::npos)
         << "rank " << r << ": " << errors[r];
   }
+  // NaN on one rank with check_finite, rows of no features: every rank raises, none waits.
+  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    auto z = torch::randn({4, 3}, torch::kFloat64);
+    if (r == 1) z[2][1] = std::nan("");
+    functional::vicreg_loss(z, z + 1, VICRegLossOptions().check_finite(true).process_group(
+                                          std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("z_a or z_b contains NaN or Inf on 1 rank(s)"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = torch::ones({4, 2, 0}, torch::kFloat64);
+    functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
+                                      std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("got rows of an empty shape [2, 0] on every rank"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+  // A second backward through the freed graph is refused (it would start a collective that
+  // the other ranks never join); with retain_graph it runs on every rank.
+  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
+    const auto z = spread_embeddings({5, 4}, torch::kFloat64, 40 + r).requires_grad_(true);
+    const auto o = VICRegLossOptions().process_group(
+        std::shared_ptr<distributed::Group>(&g, [](auto*) {}));
+    auto kept = functional::vicreg_loss(z, z * 2, o);
+    kept.backward({}, /*retain_graph=*/true);
+    kept.backward();
+    auto loss = functional::vicreg_loss(z, z * 2, o);
+    loss.backward();
+    loss.backward();
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NE(errors[r].find("backward through the graph a second time"), std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
   errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
     const auto z = torch::ones({4, 3}, r == 0 ? torch::kFloat64 : torch::kFloat32);
     functional::vicreg_loss(z, z, VICRegLossOptions().process_group(

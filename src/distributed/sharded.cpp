@@ -9,7 +9,9 @@
 // backward sums the ranks' gradients.
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -63,12 +65,26 @@ Tensor gather_samples(const Tensor& zc, const std::vector<int64_t>& rows, const 
 class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& z_a, const Tensor& z_b,
-                               const ops::Settings& s, const Group* g) {
+                               const ops::Settings& s, const Group* g, bool check_finite) {
+    // Every check that could fail on one rank alone comes after the exchange, from what all
+    // ranks share: a rank that raised alone would leave its peers waiting for the timeout.
     const auto rows = exchange_rows(z_a, *g, kFn);
     int64_t N = 0;
     for (auto r : rows) N += r;
     TORCH_CHECK(N >= 2, kFn, ": need at least 2 samples over all ranks (N >= 2) to estimate a "
                 "variance, got N = ", N, " (rows per rank ", c10::IntArrayRef(rows), ")");
+    TORCH_CHECK(c10::multiply_integers(z_a.sizes().slice(1)) > 0, kFn,
+                ": got rows of an empty shape ", z_a.sizes().slice(1), " on every rank");
+    if (check_finite) {
+      auto bad = at::zeros({1}, z_a.options().dtype(at::kDouble));
+      if (!at::isfinite(z_a).all().item<bool>() || !at::isfinite(z_b).all().item<bool>()) {
+        bad.fill_(1);
+      }
+      all_reduce_sum_(bad, *g, "sharded loss (check_finite)");
+      const auto ranks = bad.item<double>();
+      TORCH_CHECK(ranks == 0, kFn, ": z_a or z_b contains NaN or Inf on ", ranks,
+                  " rank(s) (check_finite is on)");
+    }
     const auto za = ops::as_positions(ops::to_compute_dtype(z_a));
     const auto zb = ops::as_positions(ops::to_compute_dtype(z_b));
     const int64_t P = za.size(0), d = za.size(2);
@@ -115,8 +131,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
         offdiag[v] = ops::offdiag_of_gram(next(1)[0], colsq[v]);
       } else {
         mat[v] = next(P * d * d).view({P, d, d});
-        mat[v].diagonal(0, 1, 2).zero_();
-        offdiag[v] = ops::sum_of_squares(mat[v]);
+        offdiag[v] = ops::offdiag_of_matrix_(mat[v]);
       }
     }
     const auto sq_diff_all = next(1)[0];
@@ -143,8 +158,16 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     TORCH_CHECK(!at::GradMode::is_enabled(),
                 kFn, ": double backward is not supported (the sharded backward is hand-written); "
-                "use Backward::Autograd, which differentiates the gathered batch");
-    const auto saved = ctx->saved_data["saved"].toTensorVector();
+                "use the autograd backward (Backward::Autograd, Python fused_backward=False), "
+                "which differentiates the gathered batch");
+    ctx->get_saved_variables();  // LibTorch's error for a second backward through a freed graph
+    std::vector<Tensor> saved;
+    {
+      auto& slot = ctx->saved_data["saved"];
+      saved = slot.toTensorVector();
+      // The graph is freed after this call unless kept: release the buffers with it.
+      if (!torch::autograd::get_current_graph_task_keep_graph()) slot = c10::IValue();
+    }
     const auto s = ops::Settings::from_ivalue(ctx->saved_data["settings"]);
     const int64_t N = ctx->saved_data["rows"].toInt();
     const auto& zc_a = saved[kZc];
@@ -175,7 +198,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     const auto sizes = ops::shape_from_ivalue(ctx->saved_data["sizes"]);
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     return {ops::from_positions(ga, sizes).to(dtype), ops::from_positions(gb, sizes).to(dtype),
-            Tensor(), Tensor()};
+            Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -185,11 +208,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> sharded_terms(const Tensor& z_a, cons
                                                          const ops::Settings& s, const Group& g,
                                                          bool check_finite) {
   checks::loss_call(kFn, z_a, z_b, s, /*local_shard=*/true);
-  if (check_finite) {
-    checks::finite_input(kFn, "z_a", z_a);
-    checks::finite_input(kFn, "z_b", z_b);
-  }
-  const auto out = ShardedFunction::apply(z_a, z_b, s, &g);
+  const auto out = ShardedFunction::apply(z_a, z_b, s, &g, check_finite);
   if (check_finite) checks::finite_result(kFn, out[0]);
   return {out[0], out[1], out[2], out[3]};
 }

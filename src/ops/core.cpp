@@ -103,6 +103,11 @@ Tensor hinge_term(const Tensor& colsq, const Dim& n, const Hinge& h) {
   return at::threshold(h.gamma - hinge_input(colsq, n, h), 0, 0).mean();
 }
 
+Tensor offdiag_of_matrix_(Tensor& m) {
+  m.diagonal(0, 1, 2).zero_();
+  return sum_of_squares(m);
+}
+
 Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq) {
   return gram_sum_of_squares - sum_of_squares(colsq);
 }
@@ -118,8 +123,7 @@ ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& h, bool covari
     s.offdiag = offdiag_of_gram(sum_of_squares(s.mat), s.colsq);
   } else {
     s.mat = batched_mm(zc.transpose(1, 2), zc);
-    s.mat.diagonal(0, 1, 2).zero_();
-    s.offdiag = sum_of_squares(s.mat);
+    s.offdiag = offdiag_of_matrix_(s.mat);
   }
   return s;
 }

@@ -74,6 +74,9 @@ Tensor column_sums_of_squares(const Tensor& zc);
 /// The variance hinge mean over P*d of max(0, gamma - S_j), from the column sums of squares of
 /// n samples.
 Tensor hinge_term(const Tensor& colsq, const Dim& n, const Hinge& hinge);
+/// offdiag on the direct path: zeroes the diagonal of M [P, d, d] in place, then its sum of
+/// squares.
+Tensor offdiag_of_matrix_(Tensor& m);
 /// offdiag on the Gram path from ||G||_F^2 (= ||M||_F^2) and the column sums of squares (the
 /// diagonal of M).
 Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq);
