@@ -130,6 +130,22 @@ at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, co
   return at::cat(parts);
 }
 
+void save_group(torch::autograd::AutogradContext* ctx, const Group& g) {
+  ctx->saved_data["group"] = c10::IValue::make_capsule(g.process_group());
+  ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g.timeout().count());
+  if (g.store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g.store());
+}
+
+Group saved_group(torch::autograd::AutogradContext* ctx) {
+  const auto store = ctx->saved_data.count("store")
+                         ? c10::static_intrusive_pointer_cast<c10d::Store>(
+                               ctx->saved_data["store"].toCapsule())
+                         : c10::intrusive_ptr<c10d::Store>();
+  return Group(c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(
+                   ctx->saved_data["group"].toCapsule()),
+               std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
+}
+
 void all_reduce_sum_(at::Tensor& t, const Group& g, const std::string& what) {
   std::vector<at::Tensor> one{t};
   wait(g.process_group()->allreduce(one), g, what);
@@ -151,22 +167,13 @@ class GatherFunction : public torch::autograd::Function<GatherFunction> {
     auto gathered = detail::gather_rows(z, rows, *g, "all_gather");
     ctx->saved_data["offset"] = offset;
     ctx->saved_data["rows"] = z.size(0);
-    // The process group itself (ref-counted), so the graph never outlives it.
-    ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
-    ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
-    if (g->store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g->store());
+    detail::save_group(ctx, *g);
     return gathered;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto store = ctx->saved_data.count("store")
-                           ? c10::static_intrusive_pointer_cast<c10d::Store>(
-                                 ctx->saved_data["store"].toCapsule())
-                           : c10::intrusive_ptr<c10d::Store>();
-    const Group g(c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(
-                      ctx->saved_data["group"].toCapsule()),
-                  std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
+    const auto g = detail::saved_group(ctx);
     std::vector<at::Tensor> t{grads[0].contiguous().clone()};
     wait(g.process_group()->allreduce(t), g, "all_gather backward (all-reduce)");
     return {t[0].narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["rows"].toInt()),

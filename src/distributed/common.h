@@ -25,6 +25,9 @@
 namespace vicreg::ops {
 struct Settings;
 }
+namespace torch::autograd {
+struct AutogradContext;
+}
 
 namespace vicreg::distributed::detail {
 
@@ -46,6 +49,11 @@ std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const ch
 // Not differentiable.
 at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, const Group& g,
                        const std::string& what);
+
+// The group an autograd Function's backward needs, kept in its context by the forward (the
+// process group and store themselves, ref-counted, so that the graph never outlives them).
+void save_group(torch::autograd::AutogradContext* ctx, const Group& g);
+Group saved_group(torch::autograd::AutogradContext* ctx);
 
 // t summed elementwise over the ranks, in place (t contiguous).
 void all_reduce_sum_(at::Tensor& t, const Group& g, const std::string& what);

@@ -147,10 +147,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     ctx->saved_data["dtype"] = static_cast<int64_t>(z_a.scalar_type());
     ctx->saved_data["saved"] = std::vector<Tensor>{zc[0], zc[1], diff, colsq[0], colsq[1],
                                                    mat[0], mat[1], zc_all[0], zc_all[1]};
-    // The process group itself (ref-counted), so the graph never outlives it.
-    ctx->saved_data["group"] = c10::IValue::make_capsule(g->process_group());
-    ctx->saved_data["timeout_ms"] = static_cast<int64_t>(g->timeout().count());
-    if (g->store()) ctx->saved_data["store"] = c10::IValue::make_capsule(g->store());
+    save_group(ctx, *g);
     ctx->set_materialize_grads(false);
     return {loss, inv, var, cov};
   }
@@ -178,13 +175,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     for (int i = 0; i < 4; ++i) {
       if (grads[i].defined()) g[i].add_(grads[i].to(zc_a.scalar_type()));
     }
-    const auto store = ctx->saved_data.count("store")
-                           ? c10::static_intrusive_pointer_cast<c10d::Store>(
-                                 ctx->saved_data["store"].toCapsule())
-                           : c10::intrusive_ptr<c10d::Store>();
-    const Group group(c10::static_intrusive_pointer_cast<c10d::ProcessGroup>(
-                          ctx->saved_data["group"].toCapsule()),
-                      std::chrono::milliseconds(ctx->saved_data["timeout_ms"].toInt()), store);
+    const auto group = saved_group(ctx);
     all_reduce_sum_(g, group, "sharded loss backward (output gradients)");
     const auto w = ops::vicreg_backward_weights(g[0], g[1], g[2], g[3], {P, N, d}, s);
     const auto view = [&](int v) {
