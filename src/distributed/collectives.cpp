@@ -88,11 +88,14 @@ std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const ch
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(mine));
   wait(g.process_group()->allgather(out, in), g, "exchanging embedding sizes");
+  // Read a copy that this thread owns: Gloo's worker may drop the last reference to `out` and
+  // free it after we return, ordered only by LibTorch's (uninstrumented) reference count, so
+  // ThreadSanitizer would report our reads of `out` against that free.
+  const auto all = at::stack(out[0]).cpu().contiguous();
+  const auto* p = all.data_ptr<int64_t>();
+  const int64_t n = all.size(1);
   std::vector<std::vector<int64_t>> sigs;
-  for (const auto& t : out[0]) {
-    const auto c = t.cpu();
-    sigs.emplace_back(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-  }
+  for (int r = 0; r < g.size(); ++r) sigs.emplace_back(p + r * n, p + (r + 1) * n);
   const auto row_shape = [](const std::vector<int64_t>& s) {
     std::vector<int64_t> shape;
     for (size_t i = 2; i < s.size() && s[i] >= 0; ++i) shape.push_back(s[i]);
