@@ -184,8 +184,12 @@ TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualRowShapesAndDtypes)
         << "rank " << r << ": " << errors[r];
   }
   // NaN on one rank with check_finite, rows of no features: every rank raises, none waits.
-  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
-    auto z = torch::randn({4, 3}, torch::kFloat64);
+  // (The inputs come from the main thread, as in every test here: these ranks are threads of
+  // one process and would share LibTorch's default generator, which real ranks do not.)
+  const std::vector<at::Tensor> inputs{spread_embeddings({5, 4}, torch::kFloat64, 40),
+                                       spread_embeddings({5, 4}, torch::kFloat64, 41)};
+  errors = run_ranks(2, 10s, [&](int r, distributed::Group& g) {
+    auto z = inputs[r].clone();
     if (r == 1) z[2][1] = std::nan("");
     functional::vicreg_loss(z, z + 1, VICRegLossOptions().check_finite(true).process_group(
                                           std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
@@ -205,8 +209,8 @@ TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualRowShapesAndDtypes)
   }
   // A second backward through the freed graph is refused (it would start a collective that
   // the other ranks never join); with retain_graph it runs on every rank.
-  errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
-    const auto z = spread_embeddings({5, 4}, torch::kFloat64, 40 + r).requires_grad_(true);
+  errors = run_ranks(2, 10s, [&](int r, distributed::Group& g) {
+    const auto z = inputs[r].clone().requires_grad_(true);
     const auto o = VICRegLossOptions().process_group(
         std::shared_ptr<distributed::Group>(&g, [](auto*) {}));
     auto kept = functional::vicreg_loss(z, z * 2, o);
@@ -247,9 +251,9 @@ TEST(Distributed, DifferentFeatureDimsGiveAClearErrorOnEveryRank) {
 TEST(Distributed, ARankThatExitsEarlyMakesTheOthersFailWithinTheTimeout) {
   // The gather, and the sharded loss (whose first collective is the row count exchange).
   const std::vector<std::function<void(distributed::Group&)>> calls{
-      [](distributed::Group& g) { distributed::all_gather(torch::randn({4, 3}), g); },
+      [](distributed::Group& g) { distributed::all_gather(torch::ones({4, 3}), g); },
       [](distributed::Group& g) {
-        const auto z = torch::randn({4, 3});
+        const auto z = torch::arange(12.0).reshape({4, 3});
         functional::vicreg_loss(z, z, VICRegLossOptions().process_group(
                                           std::shared_ptr<distributed::Group>(&g, [](auto*) {})));
       }};
