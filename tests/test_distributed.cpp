@@ -159,6 +159,64 @@ TEST(Distributed, ShardedLossTakesBothPathsAndLocalFeatures) {
   }
 }
 
+// The Gram path's gather buffer is kept on each rank's thread from one call to the next and
+// handed out again only when no graph holds it: a second loss taken while the first graph is
+// alive, then calls after both backwards (which reuse it), all equal the single process.
+TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
+  const std::vector<int64_t> rows{5, 7};
+  const auto off = offsets_of(rows);
+  const int64_t N = off.back();
+  const auto o = VICRegLossOptions::reference();
+  std::vector<at::Tensor> za, zb, grad_a, grad_b;
+  std::vector<double> loss;
+  for (uint64_t k = 0; k < 3; ++k) {  // three batches of the Gram path (2 (N - 1) <= d)
+    za.push_back(spread_embeddings({N, 40}, torch::kFloat64, 51 + k));
+    zb.push_back(spread_embeddings({N, 40}, torch::kFloat64, 61 + k));
+    auto a = za[k].clone().requires_grad_(true), b = zb[k].clone().requires_grad_(true);
+    const auto t = functional::vicreg_terms(a, b, o);
+    const auto g = torch::autograd::grad({t.loss}, {a, b});
+    loss.push_back(t.loss.item<double>());
+    grad_a.push_back(g[0]);
+    grad_b.push_back(g[1]);
+  }
+  // Batches in call order; the gradient of a rank's rows is the sum of the two ranks' output
+  // gradients (1 each) times the single-process Jacobian.
+  const std::vector<int> order{0, 1, 2, 0};
+  std::vector<std::vector<std::string>> mismatches(2);
+  const auto errors = run_ranks(2, 20s, [&](int r, distributed::Group& g) {
+    auto opts = o;
+    opts.process_group(std::shared_ptr<distributed::Group>(&g, [](auto*) {}));
+    std::vector<at::Tensor> a, b, l;
+    const auto call = [&](size_t i) {
+      const int k = order[i];
+      a.push_back(za[k].narrow(0, off[r], rows[r]).clone().requires_grad_(true));
+      b.push_back(zb[k].narrow(0, off[r], rows[r]).clone().requires_grad_(true));
+      l.push_back(functional::vicreg_terms(a.back(), b.back(), opts).loss);
+    };
+    const auto check = [&](size_t i) {
+      const int k = order[i];
+      const auto g2 = torch::autograd::grad({l[i]}, {a[i], b[i]});
+      if (rel_error(l[i].item<double>(), loss[k]) > 1e-10 ||
+          rel_error(g2[0], 2 * grad_a[k].narrow(0, off[r], rows[r])) > 1e-10 ||
+          rel_error(g2[1], 2 * grad_b[k].narrow(0, off[r], rows[r])) > 1e-10) {
+        mismatches[r].push_back(c10::str("call ", i, " (batch ", k, ")"));
+      }
+    };
+    call(0);
+    call(1);  // while call 0's graph holds its buffers
+    check(0);
+    check(1);
+    call(2);  // after both graphs released theirs
+    check(2);
+    call(3);
+    check(3);
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(errors[r], "") << "rank " << r;
+    EXPECT_TRUE(mismatches[r].empty()) << "rank " << r << ": " << c10::Join(", ", mismatches[r]);
+  }
+}
+
 TEST(Distributed, ShardedLossNeedsTwoRowsOverAllRanksAndEqualRowShapesAndDtypes) {
   auto errors = run_ranks(2, 10s, [](int r, distributed::Group& g) {
     const auto z = torch::ones({r == 0 ? 1 : 0, 4}, torch::kFloat64);

@@ -2,6 +2,7 @@
 // all-reduce, and, when one fails, which ranks were lost.
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -116,21 +117,46 @@ std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const ch
   return rows;
 }
 
+// Not Gloo's allgather (LibTorch 1.13's Gloo has no other gather): it takes equal sizes (so
+// padding), copies its input into a fresh buffer and a fresh flat output into the outputs (so a
+// concatenation after it), and on a CPU those passes and fresh pages cost about as much as the
+// transfer. A broadcast from each rank writes straight into the result, of any sizes; all are in
+// flight at once, and each rank sends as many bytes as in a ring allgather.
+void broadcast_blocks_(const at::Tensor& flat, const std::vector<int64_t>& counts,
+                       const Group& g, const std::string& what) {
+  TORCH_INTERNAL_ASSERT(flat.dim() == 1 && flat.is_contiguous() &&
+                        static_cast<int>(counts.size()) == g.size());
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  int64_t at = 0;
+  for (int r = 0; r < g.size(); ++r) {
+    if (counts[r] > 0) {  // every rank knows every count, so all skip the same broadcasts
+      std::vector<at::Tensor> block{flat.narrow(0, at, counts[r])};
+      c10d::BroadcastOptions o;
+      o.rootRank = r;
+      o.timeout = g.timeout();
+      works.push_back(g.process_group()->broadcast(block, o));
+    }
+    at += counts[r];
+  }
+  for (const auto& w : works) wait(w, g, what);
+}
+
 at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, const Group& g,
                        const std::string& what) {
-  // Gloo's allgather takes equal sizes: every rank sends max(rows) rows, zero-padded.
-  const int64_t max_rows = *std::max_element(rows.begin(), rows.end());
+  const int64_t row_numel = c10::multiply_integers(z.sizes().slice(1));
+  std::vector<int64_t> counts;
+  int64_t total = 0, mine = 0;
+  for (int r = 0; r < g.size(); ++r) {
+    if (r == g.rank()) mine = total;
+    counts.push_back(rows[r] * row_numel);
+    total += rows[r];
+  }
   auto shape = z.sizes().vec();
-  shape[0] = max_rows;
-  auto padded = at::zeros(shape, z.options());
-  padded.narrow(0, 0, z.size(0)).copy_(z);
-  std::vector<at::Tensor> in{padded};
-  std::vector<std::vector<at::Tensor>> out(1);
-  for (int r = 0; r < g.size(); ++r) out[0].push_back(at::empty_like(padded));
-  wait(g.process_group()->allgather(out, in), g, what);
-  std::vector<at::Tensor> parts;
-  for (int r = 0; r < g.size(); ++r) parts.push_back(out[0][r].narrow(0, 0, rows[r]));
-  return at::cat(parts);
+  shape[0] = total;
+  auto out = at::empty(shape, z.options());
+  out.narrow(0, mine, z.size(0)).copy_(z);
+  broadcast_blocks_(out.view(-1), counts, g, what);
+  return out;
 }
 
 void save_group(torch::autograd::AutogradContext* ctx, const Group& g) {

@@ -39,27 +39,56 @@ constexpr const char* kFn = "vicreg_loss (sharded over the process group)";
 // N, the matrix (Gram rows or M) and, on the Gram path, all N centered rows; Za - Zb once.
 enum SavedIndex { kZc = 0, kDiff = 2, kColsq = 3, kMat = 5, kZcAll = 7 };
 
-// Every rank's rows of zc [P, n_r, d], in rank order: [P, N, d]. (With one position and equal
-// shards, the gathered buffer is the result, without another copy.)
-Tensor gather_samples(const Tensor& zc, const std::vector<int64_t>& rows, const Group& g) {
-  const int64_t R = static_cast<int64_t>(rows.size());
-  const int64_t n = *std::max_element(rows.begin(), rows.end());
-  const int64_t P = zc.size(0), d = zc.size(2);
-  auto send = zc;
-  if (zc.size(1) != n) {  // Gloo's allgather takes equal sizes: zero-padded to the largest
-    send = at::zeros({P, n, d}, zc.options());
-    send.narrow(1, 0, zc.size(1)).copy_(zc);
+// The buffers that the ranks' broadcasts fill, kept on this thread from one step to the next
+// (one per view, as a caching allocator would): a fresh one costs a page fault per 4 KiB that
+// Gloo writes, and at the sizes of the --distributed bench (src/apps/README.md) those faults
+// cost the sharded step more than its GEMMs. One is handed out again only when nothing else
+// holds its storage (the previous step's graph has released it).
+Tensor gather_buffer(int64_t numel, const at::TensorOptions& o) {
+  if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
+  thread_local std::array<Tensor, 2> kept;
+  const auto idle = [](const Tensor& t) { return t.defined() && t.storage().use_count() == 1; };
+  for (const auto& t : kept) {
+    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t;
   }
-  auto all = at::empty({R, P, n, d}, zc.options());
-  std::vector<Tensor> in{send.contiguous()};
-  std::vector<std::vector<Tensor>> out(1);
-  for (int64_t r = 0; r < R; ++r) out[0].push_back(all[r]);
-  wait(g.process_group()->allgather(out, in), g, "sharded loss (centered rows)");
-  const bool equal = std::all_of(rows.begin(), rows.end(), [&](int64_t r) { return r == n; });
-  if (P == 1 && equal) return all.view({1, R * n, d});
+  auto fresh = at::empty({numel}, o);
+  for (auto& t : kept) {
+    if (!t.defined() || idle(t)) {
+      t = fresh;
+      break;
+    }
+  }
+  return fresh;
+}
+
+// A view [P, n, d] centered with the column means of all N rows, and every rank's centered
+// rows [P, N, d] in rank order. This rank's rows are centered straight into their slot of the
+// buffer that the ranks' broadcasts fill, so with one position (P == 1) the view's centered
+// rows and the gathered ones are one buffer, written once.
+struct Gathered {
+  Tensor zc, zc_all;
+};
+Gathered center_and_gather(const Tensor& z, const ops::ColumnMean& column_mean,
+                           const std::vector<int64_t>& rows, const Group& g) {
+  const int64_t P = z.size(0), d = z.size(2);
+  std::vector<int64_t> counts, offsets;
+  int64_t N = 0;
+  for (auto r : rows) {
+    offsets.push_back(N);
+    counts.push_back(P * r * d);
+    N += r;
+  }
+  // Rank r's block [P, n_r, d] starts at element P * offsets[r] * d.
+  const auto flat = gather_buffer(P * N * d, z.options());
+  const auto block = [&](int r) {
+    return flat.narrow(0, P * offsets[r] * d, counts[r]).view({P, rows[r], d});
+  };
+  auto zc = ops::center(z, column_mean, block(g.rank())).zc;
+  broadcast_blocks_(flat, counts, g, "sharded loss (centered rows)");
+  if (P == 1) return {zc, flat.view({1, N, d})};
   std::vector<Tensor> parts;
-  for (int64_t r = 0; r < R; ++r) parts.push_back(all[r].narrow(1, 0, rows[r]));
-  return at::cat(parts, 1);
+  for (int r = 0; r < g.size(); ++r) parts.push_back(block(r));
+  return {zc, at::cat(parts, 1)};
 }
 
 class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
@@ -95,20 +124,26 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     };
     // The views one at a time: on a CPU, fresh buffers of the views' size cost as much as
     // passes over them (page faults), so there is no stacked copy of both.
-    const std::array<Tensor, 2> zc{ops::center(za, column_mean).zc,
-                                   ops::center(zb, column_mean).zc};
-    auto diff = za - zb;
     const bool gram = ops::use_gram(N, d);
-    std::array<Tensor, 2> mat, zc_all;
+    std::array<Tensor, 2> zc, mat, zc_all;
+    for (int v = 0; v < 2; ++v) {
+      const auto& z = v == 0 ? za : zb;
+      if (gram) {  // every rank's centered rows, sent once, in the forward
+        auto both = center_and_gather(z, column_mean, rows, *g);
+        zc[v] = std::move(both.zc);
+        zc_all[v] = std::move(both.zc_all);
+      } else {
+        zc[v] = ops::center(z, column_mean).zc;
+      }
+    }
+    auto diff = za - zb;
     // Summed over the ranks in one buffer: per view the column sums of squares (ATen's cascade
     // sum, not M's diagonal from BLAS) and ||G||_F^2 (Gram) or M (direct); then sum (Za - Zb)^2.
     std::vector<Tensor> local;
     for (int v = 0; v < 2; ++v) {
       local.push_back(ops::column_sums_of_squares(zc[v]).reshape(-1));
       if (gram) {
-        // Every rank's centered rows (sent once, in the forward), then this rank's Gram rows;
-        // ||G||_F^2 is the sum over the ranks of the squared norms of their rows.
-        zc_all[v] = gather_samples(zc[v], rows, *g);
+        // This rank's Gram rows: ||G||_F^2 is the sum over the ranks of their squared norms.
         mat[v] = ops::batched_mm(zc[v], zc_all[v].transpose(1, 2));
         local.push_back(ops::sum_of_squares(mat[v]).reshape({1}));
       } else {

@@ -79,12 +79,17 @@ Tensor sum_of_squares(const Tensor& t) { return t.mul(t).sum(); }
 // path zeroes the diagonal of M before summing and has no such difference.
 bool use_gram(const Dim& n, const Dim& d) { return (n - 1) * 2 <= d; }
 
-Centered center(const Tensor& z3, const ColumnMean& column_mean) {
+Centered center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& out) {
   const auto mean_of = [&](const Tensor& t) {
     return column_mean ? column_mean(t) : t.mean(1, /*keepdim=*/true);
   };
   auto mean = mean_of(z3);
-  auto first = z3 - mean;
+  auto first = out;  // (a handle: at::sub_out writes into out's storage)
+  if (out.defined()) {
+    at::sub_out(first, z3, mean);
+  } else {
+    first = z3 - mean;
+  }
   // The rounded mean leaves a residual of n * (mean - rounded mean) in each column sum;
   // subtracting its mean makes the columns sum to zero to rounding of the spread. (In place
   // but where autograd differentiates this function, on the tensor-op path: a buffer of the

@@ -62,12 +62,14 @@ bool use_gram(const Dim& n, const Dim& d);
 /// offset far larger than the spread, and the difference of two views' means keeps its digits.
 /// `column_mean` ([P, n, d] -> [P, 1, d]) replaces the mean over the rows for a batch spread
 /// over ranks (the sharded loss: this rank's column sums, summed over the ranks, over N).
+/// `out`, a contiguous [P, n, d] outside autograd, receives Zc (the sharded loss centers
+/// straight into its slot of the buffer that the ranks fill).
 struct Centered {
   Tensor zc;
   Tensor mean_hi, mean_lo;
 };
 using ColumnMean = std::function<Tensor(const Tensor&)>;
-Centered center(const Tensor& z3, const ColumnMean& column_mean = {});
+Centered center(const Tensor& z3, const ColumnMean& column_mean = {}, const Tensor& out = {});
 
 /// sum_i Zc_ij^2 of [P, n, d] over the samples, [P, d] (ATen's cascade sum).
 Tensor column_sums_of_squares(const Tensor& zc);
