@@ -39,28 +39,6 @@ constexpr const char* kFn = "vicreg_loss (sharded over the process group)";
 // N, the matrix (Gram rows or M) and, on the Gram path, all N centered rows; Za - Zb once.
 enum SavedIndex { kZc = 0, kDiff = 2, kColsq = 3, kMat = 5, kZcAll = 7 };
 
-// The buffers that the ranks' broadcasts fill, kept on this thread from one step to the next
-// (one per view, as a caching allocator would): a fresh one costs a page fault per 4 KiB that
-// Gloo writes, and at the sizes of the --distributed bench (src/apps/README.md) those faults
-// cost the sharded step more than its GEMMs. One is handed out again only when nothing else
-// holds its storage (the previous step's graph has released it).
-Tensor gather_buffer(int64_t numel, const at::TensorOptions& o) {
-  if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
-  thread_local std::array<Tensor, 2> kept;
-  const auto idle = [](const Tensor& t) { return t.defined() && t.storage().use_count() == 1; };
-  for (const auto& t : kept) {
-    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t;
-  }
-  auto fresh = at::empty({numel}, o);
-  for (auto& t : kept) {
-    if (!t.defined() || idle(t)) {
-      t = fresh;
-      break;
-    }
-  }
-  return fresh;
-}
-
 // A view [P, n, d] centered with the column means of all N rows, and every rank's centered
 // rows [P, N, d] in rank order. This rank's rows are centered straight into their slot of the
 // buffer that the ranks' broadcasts fill, so with one position (P == 1) the view's centered
@@ -79,7 +57,7 @@ Gathered center_and_gather(const Tensor& z, const ops::ColumnMean& column_mean,
     N += r;
   }
   // Rank r's block [P, n_r, d] starts at element P * offsets[r] * d.
-  const auto flat = gather_buffer(P * N * d, z.options());
+  const auto flat = workspace(P * N * d, z.options());
   const auto block = [&](int r) {
     return flat.narrow(0, P * offsets[r] * d, counts[r]).view({P, rows[r], d});
   };
