@@ -160,8 +160,10 @@ TEST(Distributed, ShardedLossTakesBothPathsAndLocalFeatures) {
 }
 
 // The Gram path's gather buffer is kept on each rank's thread from one call to the next and
-// handed out again only when no graph holds it: a second loss taken while the first graph is
-// alive, then calls after both backwards (which reuse it), all equal the single process.
+// handed out again only when no graph holds it. Calls under InferenceMode (where Gloo's worker
+// threads, outside it, must still write), a second loss taken while the first graph is alive,
+// calls after both backwards (which reuse the buffers) and a call while a graph is retained all
+// equal the single process.
 TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
   const std::vector<int64_t> rows{5, 7};
   const auto off = offsets_of(rows);
@@ -181,7 +183,7 @@ TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
   }
   // Batches in call order; the gradient of a rank's rows is the sum of the two ranks' output
   // gradients (1 each) times the single-process Jacobian.
-  const std::vector<int> order{0, 1, 2, 0};
+  const std::vector<int> order{0, 1, 2, 0, 1, 2};
   std::vector<std::vector<std::string>> mismatches(2);
   const auto errors = run_ranks(2, 20s, [&](int r, distributed::Group& g) {
     auto opts = o;
@@ -202,6 +204,18 @@ TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
         mismatches[r].push_back(c10::str("call ", i, " (batch ", k, ")"));
       }
     };
+    {  // no graph, both paths; the buffers made here must take the calls outside's writes
+      c10::InferenceMode inference;
+      for (bool sharded : {true, false}) {
+        auto o2 = opts;
+        o2.sharded(sharded);
+        const auto t = functional::vicreg_terms(za[2].narrow(0, off[r], rows[r]),
+                                                zb[2].narrow(0, off[r], rows[r]), o2);
+        if (rel_error(t.loss.item<double>(), loss[2]) > 1e-10 || t.loss.requires_grad()) {
+          mismatches[r].push_back(c10::str("under InferenceMode, sharded ", sharded));
+        }
+      }
+    }
     call(0);
     call(1);  // while call 0's graph holds its buffers
     check(0);
@@ -210,6 +224,14 @@ TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
     check(2);
     call(3);
     check(3);
+    call(4);
+    const auto kept = torch::autograd::grad({l[4]}, {a[4], b[4]}, {}, /*retain_graph=*/true);
+    if (rel_error(kept[0], 2 * grad_a[1].narrow(0, off[r], rows[r])) > 1e-10) {
+      mismatches[r].push_back("retained backward");
+    }
+    call(5);  // while call 4's graph is retained
+    check(5);
+    check(4);  // the retained graph's second backward
   });
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ(errors[r], "") << "rank " << r;

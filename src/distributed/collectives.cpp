@@ -122,7 +122,8 @@ std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const ch
 // (two: the two views), as a caching allocator would: a fresh one costs a page fault per 4 KiB
 // that Gloo writes, and at the sizes of the --distributed bench (src/apps/README.md) those
 // faults cost the sharded step more than its GEMMs. One is handed out again only when nothing
-// else holds its storage (the graph that used it is gone, and Gloo's worker released it).
+// else holds its storage: the backward that used it has run (without retain_graph) or its graph
+// is gone, and Gloo's worker has released it. Callers get an alias, so that every holder counts.
 at::Tensor workspace(int64_t numel, const at::TensorOptions& o) {
   if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
   thread_local std::array<at::Tensor, 2> kept;
@@ -130,7 +131,7 @@ at::Tensor workspace(int64_t numel, const at::TensorOptions& o) {
     return t.defined() && t.storage().use_count() == 1;
   };
   for (const auto& t : kept) {
-    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t;
+    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t.alias();
   }
   auto fresh = at::empty({numel}, o);
   for (auto& t : kept) {
@@ -139,29 +140,30 @@ at::Tensor workspace(int64_t numel, const at::TensorOptions& o) {
       break;
     }
   }
-  return fresh;
+  return fresh.alias();
 }
 
 // Not Gloo's allgather (LibTorch 1.13's Gloo has no other gather): it takes equal sizes (so
 // padding), copies its input into a fresh buffer and a fresh flat output into the outputs (so a
 // concatenation after it), and on a CPU those passes and fresh pages cost about as much as the
 // transfer. A broadcast from each rank writes straight into the result, of any sizes; all are in
-// flight at once, and each rank sends as many bytes as in a ring allgather.
+// flight at once, and the bytes sent over all ranks are those of a ring allgather. (After a
+// failed wait the other broadcasts stay queued, each until its own timeout.)
 void broadcast_blocks_(const at::Tensor& flat, const std::vector<int64_t>& counts,
                        const Group& g, const std::string& what) {
   TORCH_INTERNAL_ASSERT(flat.dim() == 1 && flat.is_contiguous() &&
                         static_cast<int>(counts.size()) == g.size());
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  int64_t at = 0;
+  int64_t start = 0;
   for (int r = 0; r < g.size(); ++r) {
     if (counts[r] > 0) {  // every rank knows every count, so all skip the same broadcasts
-      std::vector<at::Tensor> block{flat.narrow(0, at, counts[r])};
+      std::vector<at::Tensor> block{flat.narrow(0, start, counts[r])};
       c10d::BroadcastOptions o;
       o.rootRank = r;
       o.timeout = g.timeout();
       works.push_back(g.process_group()->broadcast(block, o));
     }
-    at += counts[r];
+    start += counts[r];
   }
   for (const auto& w : works) wait(w, g, what);
 }
@@ -184,7 +186,7 @@ at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, co
   // The caller's graph gets a copy that Gloo never held: Gloo's worker thread may drop the last
   // reference to a tensor it held, and free it there, in an order that only LibTorch's
   // (uninstrumented) reference count keeps, so ThreadSanitizer would report our kernels' reads
-  // against that free. The workspace itself lives as long as this thread.
+  // against that free. (The workspace is read here by ATen only.)
   return all.clone();
 }
 
@@ -255,6 +257,7 @@ at::Tensor all_gather(const at::Tensor& z, const Group& group) {
   TORCH_CHECK(z.defined() && z.dim() >= 1, "vicreg::distributed::all_gather: expected a tensor "
               "with a leading batch dim");
   if (group.size() == 1) return z;
+  const detail::NormalTensorsUnderInference normal;
   return GatherFunction::apply(z.contiguous(), &group);
 }
 

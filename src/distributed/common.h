@@ -3,9 +3,12 @@
 // and naming the ranks lost after a failure), sharded.cpp (the loss computed by shares) and
 // setup.cpp (the Gloo transport and the environment).
 
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -36,6 +39,23 @@ inline std::string message_of(const std::exception& e) {
   if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
   return e.what();
 }
+
+// Gloo's worker threads run outside InferenceMode and refuse to write into inference tensors,
+// so under InferenceMode a distributed call makes normal tensors, with grad mode off: no graph,
+// as InferenceMode promises. (Outside InferenceMode this does nothing.)
+class NormalTensorsUnderInference {
+ public:
+  NormalTensorsUnderInference() {
+    if (c10::InferenceMode::is_enabled()) {
+      normal_.emplace(false);
+      no_grad_.emplace(false);
+    }
+  }
+
+ private:
+  std::optional<c10::InferenceMode> normal_;
+  std::optional<c10::AutoGradMode> no_grad_;
+};
 
 // Waits for a collective; a failure is a c10::Error that names this rank, `what`, the timeout
 // and the ranks lost (see lost_ranks in collectives.cpp).

@@ -212,6 +212,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> sharded_terms(const Tensor& z_a, cons
                                                          const ops::Settings& s, const Group& g,
                                                          bool check_finite) {
   checks::loss_call(kFn, z_a, z_b, s, /*local_shard=*/true);
+  const NormalTensorsUnderInference normal;  // (and so the kept buffers are normal tensors)
   const auto out = ShardedFunction::apply(z_a, z_b, s, &g, check_finite);
   if (check_finite) checks::finite_result(kFn, out[0]);
   return {out[0], out[1], out[2], out[3]};

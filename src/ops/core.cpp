@@ -86,6 +86,8 @@ Centered center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& o
   auto mean = mean_of(z3);
   auto first = out;  // (a handle: at::sub_out writes into out's storage)
   if (out.defined()) {
+    TORCH_INTERNAL_ASSERT(out.sizes() == z3.sizes() && out.is_contiguous() &&
+                          !at::GradMode::is_enabled());
     at::sub_out(first, z3, mean);
   } else {
     first = z3 - mean;
