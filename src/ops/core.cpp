@@ -1,6 +1,7 @@
 #include "ops/core.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 namespace vicreg::ops {
 namespace {
@@ -87,7 +88,7 @@ Centered center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& o
   auto first = out;  // (a handle: at::sub_out writes into out's storage)
   if (out.defined()) {
     TORCH_INTERNAL_ASSERT(out.sizes() == z3.sizes() && out.is_contiguous() &&
-                          !at::GradMode::is_enabled());
+                          !c10::GradMode::is_enabled());
     at::sub_out(first, z3, mean);
   } else {
     first = z3 - mean;
