@@ -1,9 +1,12 @@
 #pragma once
 // Writers of IDX files (gzip-compressed, as Fashion-MNIST ships them) for the reader's tests.
 
+#include <ftw.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <cstdio>
 
 #include <cstdint>
 #include <filesystem>
@@ -13,15 +16,22 @@
 
 namespace vicreg::testing {
 
+/// Removes a directory tree if it exists, errors ignored. (POSIX nftw, not
+/// std::filesystem::remove_all: PyTorch 2.11's CUDA wheel exports its own copy of remove_all
+/// from libtorch.so, which the linker picks over libstdc++'s and which jumps to address 0.)
+inline void remove_tree(const std::filesystem::path& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return std::remove(p), 0; },
+      16, FTW_DEPTH | FTW_PHYS);
+}
+
 /// A per-process scratch directory under the system's temp directory, removed when the process
 /// exits (CTest runs every case in a process of its own, so each would leave one behind).
 inline std::filesystem::path scratch_dir(const std::string& tag) {
   struct Removed {
     std::filesystem::path path;
-    ~Removed() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
+    ~Removed() { remove_tree(path); }
   };
   static std::map<std::string, Removed> dirs;
   auto& d = dirs[tag];

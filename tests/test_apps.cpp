@@ -477,7 +477,7 @@ TEST(Trainer, BadOptionsExitNonZeroWithOneLine) {
 TEST(Trainer, SeedsRunOncePerDecimalSeedIntoItsOwnDirectory) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not found in " << kData;
   const auto out = scratch() / "seeds";
-  fs::remove_all(out);
+  vicreg::testing::remove_tree(out);
   const auto run = run_trainer(
       "--seeds 010,2 --train-subset 256 --test-subset 128 --batch-size 64 --max-steps 2"
       " --probe-iters 5 --proj-dims 32,32 --threads 2 --few-label-k 1 --few-label-draws 1"
