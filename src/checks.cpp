@@ -109,33 +109,36 @@ void vcreg_call(const char* fn, const at::Tensor& x, const ops::VCRegSettings& s
                 {"gamma", s.hinge.gamma}, {"eps", s.hinge.eps}});
 }
 
-void fused_backward_args(const at::Tensor& g_loss, const at::Tensor& g_inv,
-                         const at::Tensor& g_var, const at::Tensor& g_cov, at::TensorList saved) {
+void fused_backward_args(const c10::optional<at::Tensor>& g_loss,
+                         const c10::optional<at::Tensor>& g_inv,
+                         const c10::optional<at::Tensor>& g_var,
+                         const c10::optional<at::Tensor>& g_cov, at::TensorList saved) {
   constexpr const char* fn = "_vicreg_fused_backward";
+  int given = 0;
   for (const auto* g : {&g_loss, &g_inv, &g_var, &g_cov}) {
-    TORCH_CHECK(g->defined() && g->dim() == 0, fn,
-                ": expected four 0-dim output gradients (loss, invariance, variance, covariance)"
-                ", got one of shape ",
-                g->defined() ? c10::str(sizes_of(*g)) : std::string("undefined"));
+    if (!g->has_value() || !(*g)->defined()) continue;
+    ++given;
+    TORCH_CHECK((*g)->dim() == 0, fn,
+                ": expected 0-dim output gradients (loss, invariance, variance, covariance), got "
+                "one of shape ", sizes_of(**g));
   }
+  TORCH_CHECK(given > 0, fn, ": expected at least one output gradient, got none");
   TORCH_CHECK(saved.size() == ops::kNumSaved, fn,
-              ": expected the 7 saved tensors of _vicreg_fused (zc_a, zc_b, mean_diff, colsq_a, "
-              "colsq_b, mat_a, mat_b), got ",
+              ": expected the 4 saved tensors of _vicreg_fused (zc, mean_diff, colsq, mat), got ",
               saved.size());
   for (const auto& t : saved) TORCH_CHECK(t.defined(), fn, ": a saved tensor is undefined");
-  const auto& zc = saved[ops::kZcA];
-  TORCH_CHECK(zc.dim() == 3 && ops::shape_of(saved[ops::kZcB]) == ops::shape_of(zc), fn,
-              ": expected two centered views [P, n, d] of one shape, got ", sizes_of(zc), " and ",
-              sizes_of(saved[ops::kZcB]));
-  const auto P = ops::size_of(zc, 0), n = ops::size_of(zc, 1), d = ops::size_of(zc, 2);
+  const auto& zc = saved[ops::kZc];
+  TORCH_CHECK(zc.dim() == 3 && ops::size_of(zc, 0) % 2 == 0 && ops::size_of(zc, 0) > 0, fn,
+              ": expected both centered views as one batch [2P, n, d], got ", sizes_of(zc));
+  const auto P2 = ops::size_of(zc, 0), n = ops::size_of(zc, 1), d = ops::size_of(zc, 2);
   const auto k = ops::use_gram(n, d) ? n : d;
-  for (int i : {ops::kMeanDiff, ops::kColsqA, ops::kColsqB}) {
-    TORCH_CHECK(ops::shape_of(saved[i]) == ops::Shape({P, d}), fn, ": saved tensor ", i,
-                " must be [P, d] = [", P, ", ", d, "], got ", sizes_of(saved[i]));
-  }
-  for (int i : {ops::kMatA, ops::kMatB}) {
-    TORCH_CHECK(ops::shape_of(saved[i]) == ops::Shape({P, k, k}), fn, ": saved tensor ", i,
-                " must be [P, k, k] = [", P, ", ", k, ", ", k, "], got ", sizes_of(saved[i]));
+  const std::pair<int, ops::Shape> expected[] = {{ops::kMeanDiff, {P2 / 2, 1, d}},
+                                                 {ops::kColsq, {P2, 1, d}},
+                                                 {ops::kMat, {P2, k, k}}};
+  for (const auto& [i, shape] : expected) {
+    TORCH_CHECK(ops::shape_of(saved[i]) == shape, fn, ": saved tensor ", i, " must be ",
+                c10::ArrayRef<ops::Dim>(shape), " for Zc of ", sizes_of(zc), ", got ",
+                sizes_of(saved[i]));
   }
 }
 

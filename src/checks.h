@@ -4,6 +4,7 @@
 // PyTorch 2 traces the operators.
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
 
 #include <initializer_list>
 #include <utility>
@@ -30,10 +31,12 @@ void loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
                const ops::Settings& s, bool local_shard = false);
 // Everything a VCReg call checks: the input, channel_dim, the settings and their dtype fit.
 void vcreg_call(const char* fn, const at::Tensor& x, const ops::VCRegSettings& s);
-// The arguments of _vicreg_fused_backward: four 0-dim gradients and the saved list of the
-// forward (ops::Saved order, two [P, n, d] views of one shape).
-void fused_backward_args(const at::Tensor& g_loss, const at::Tensor& g_inv,
-                         const at::Tensor& g_var, const at::Tensor& g_cov, at::TensorList saved);
+// The arguments of _vicreg_fused_backward: up to four 0-dim gradients (at least one given)
+// and the saved list of the forward (ops::Saved order, both views as one [2P, n, d] batch).
+void fused_backward_args(const c10::optional<at::Tensor>& g_loss,
+                         const c10::optional<at::Tensor>& g_inv,
+                         const c10::optional<at::Tensor>& g_var,
+                         const c10::optional<at::Tensor>& g_cov, at::TensorList saved);
 // NaN/Inf checks (check_finite): each reads the data, one host sync.
 void finite_input(const char* fn, const char* name, const at::Tensor& t);
 void finite_result(const char* fn, const at::Tensor& loss);

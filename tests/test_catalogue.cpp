@@ -182,34 +182,43 @@ void add_operator_rows(std::vector<Row>& rows) {
                     call_op("vicreg::_vicreg_fused", concat({z, z}, fused_settings("population")));
                   }, "unknown covariance_norm 'population'"});
   const auto zero = torch::zeros({});
-  const auto saved = [] {
-    const auto zc = torch::randn({1, 8, 4});
-    const auto col = torch::ones({1, 4});
-    return std::vector<at::Tensor>{zc, zc, col, col, col, torch::eye(4).unsqueeze(0),
-                                   torch::eye(4).unsqueeze(0)};
+  const auto saved = [] {  // one position: Zc [2, 8, 4], mean_diff, colsq, M
+    return std::vector<at::Tensor>{torch::randn({2, 8, 4}), torch::zeros({1, 1, 4}),
+                                   torch::ones({2, 1, 4}), torch::eye(4).expand({2, 4, 4}) * 1};
   }();
   rows.push_back({"_vicreg_fused_backward op: an output gradient that is not 0-dim", [=] {
                     call_op("vicreg::_vicreg_fused_backward",
                             concat({torch::ones({2}), zero, zero, zero, saved}, fused_settings()));
-                  }, "expected four 0-dim output gradients"});
+                  }, "expected 0-dim output gradients"});
+  rows.push_back({"_vicreg_fused_backward op: no output gradient", [=] {
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({c10::IValue(), c10::IValue(), c10::IValue(), c10::IValue(),
+                                    saved}, fused_settings()));
+                  }, "expected at least one output gradient, got none"});
+  rows.push_back({"_vicreg_fused_backward op: an odd number of positions in Zc", [=] {
+                    auto bad = saved;
+                    bad[0] = torch::randn({3, 8, 4});
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                  }, "expected both centered views as one batch [2P, n, d], got [3, 8, 4]"});
   rows.push_back({"_vicreg_fused_backward op: wrong saved list", [=] {
                     call_op("vicreg::_vicreg_fused_backward",
                             concat({zero, zero, zero, zero, std::vector<at::Tensor>{z}},
                                    fused_settings()));
-                  }, "expected the 7 saved tensors of _vicreg_fused"});
+                  }, "expected the 4 saved tensors of _vicreg_fused"});
   rows.push_back({"_vicreg_fused_backward op: saved matrix of the wrong size", [=] {
                     auto bad = saved;
-                    bad[5] = torch::eye(8).unsqueeze(0);
+                    bad[3] = torch::eye(8).expand({2, 8, 8}) * 1;
                     call_op("vicreg::_vicreg_fused_backward",
                             concat({zero, zero, zero, zero, bad}, fused_settings()));
-                  }, "must be [P, k, k] = [1, 4, 4]"});
+                  }, "saved tensor 3 must be [2, 4, 4] for Zc of [2, 8, 4], got [2, 8, 8]"});
   rows.push_back({"_vicreg_fused_backward_ op (in place): saved views that share memory", [=] {
                     std::vector<at::Tensor> shared;
                     for (const auto& t : saved) shared.push_back(t.clone());
-                    shared[1] = shared[0];
+                    shared[3] = shared[0].view(-1).narrow(0, 0, 32).view({2, 4, 4});
                     call_op("vicreg::_vicreg_fused_backward_",
                             concat({zero, zero, zero, zero, shared}, fused_settings()));
-                  }, "saved tensors 0 and 1 share memory"});
+                  }, "saved tensors zc and mat share memory"});
   rows.push_back({"double backward through the fused backward", [] {
                     auto a = torch::randn({8, 4}, torch::kFloat64).requires_grad_(true);
                     auto b = torch::randn({8, 4}, torch::kFloat64);

@@ -6,6 +6,10 @@
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
 // otherwise); the floor is the time torch::mm takes for those four GEMMs in this process.
 //
+// ATen ops: one forward + backward of each path on meta tensors, which run the composite
+// kernels (what CUDA and the other backends run, a kernel launch or more per op), counted
+// with a RecordFunction callback (op_count.h).
+//
 // Memory bound: beyond its GEMMs the hand-written path must at least read both views once and
 // write their centered copies (saved for the backward) once: 16 n d bytes in float32, the
 // traffic of one copy of both views. `bound` = floor + the time of that copy, measured here on
@@ -34,6 +38,7 @@
 #include <functional>
 #include <thread>
 
+#include "op_count.h"
 #include "runtime.h"
 #include "vicreg/vicreg.h"
 #ifdef VICREG_WITH_DISTRIBUTED
@@ -137,6 +142,14 @@ PathResult measure_path(const torch::Tensor& za0, const torch::Tensor& zb0,
     r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
   }
   return r;
+}
+
+// ATen ops of one forward + backward of the loss on meta tensors [n, d].
+int64_t composite_ops(int64_t n, int64_t d, const vicreg::VICRegLossOptions& o) {
+  const auto meta = torch::TensorOptions().device(torch::kMeta);
+  const auto za = torch::empty({n, d}, meta).requires_grad_(true);
+  const auto zb = torch::empty({n, d}, meta).requires_grad_(true);
+  return vicreg::apps::count_aten_ops([&] { vicreg::functional::vicreg_loss(za, zb, o).backward(); });
 }
 
 double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
@@ -258,7 +271,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Benchmark the VICReg loss: autograd vs hand-written backward vs matmul floor"};
   std::string device = "cpu", json_path = "vicreg_bench.json";
   int threads = 0;
-  std::vector<std::string> grid = {"64x8192", "256x2048", "512x8192", "2048x2048", "4096x512"};
+  std::vector<std::string> grid = {"64x8192",   "256x2048", "512x8192",
+                                   "2048x2048", "4096x512", "2048x8192"};
   app.add_option("--device", device, "cpu or cuda")->capture_default_str();
   app.add_option("--threads", threads, "intra-op threads (0: all cores)")->capture_default_str();
   app.add_option("--shape", grid, "n x d shapes to measure")->capture_default_str();
@@ -289,9 +303,10 @@ int main(int argc, char** argv) {
     const auto wall_start = std::chrono::steady_clock::now();
     const double sys_start = cpu_seconds(true), user_start = cpu_seconds(false);
     fmt::print("{:>5} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>8} {:>8} {:>7} | {:>8} "
-               "{:>9}\n",
+               "{:>9} | {:>8} {:>9}\n",
                "n", "d", "floor ms", "bound ms", "autograd", "fused", "GB/s", "auto/fl",
-               "fused/fl", "fused/bd", "speedup", "auto MiB", "fused MiB");
+               "fused/fl", "fused/bd", "speedup", "auto MiB", "fused MiB", "auto ops",
+               "fused ops");
     std::ofstream json(json_path);
     json << "{\"device\": \"" << dev.str() << "\", \"omp_wait_policy\": \""
          << (wait ? wait : "unset") << "\", \"openmp\": \"" << vicreg::apps::openmp_runtime()
@@ -314,19 +329,26 @@ int main(int argc, char** argv) {
           measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd), dev);
       const auto fused =
           measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused), dev);
+      const auto autograd_ops =
+          composite_ops(n, d, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd));
+      const auto fused_ops =
+          composite_ops(n, d, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused));
       auto mib = [](double v) { return v < 0 ? std::string("n/a") : fmt::format("{:.1f}", v); };
       fmt::print("{:>5} {:>5} | {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.1f} | {:>7.2f} {:>8.2f} "
-                 "{:>8.2f} {:>7.1f} | {:>8} {:>9}\n",
+                 "{:>8.2f} {:>7.1f} | {:>8} {:>9} | {:>8} {:>9}\n",
                  n, d, 1e3 * floor, 1e3 * bound, 1e3 * autograd.seconds, 1e3 * fused.seconds,
                  gbps, autograd.seconds / floor, fused.seconds / floor, fused.seconds / bound,
-                 autograd.seconds / fused.seconds, mib(autograd.peak_mib), mib(fused.peak_mib));
+                 autograd.seconds / fused.seconds, mib(autograd.peak_mib), mib(fused.peak_mib),
+                 autograd_ops, fused_ops);
       std::fflush(stdout);
       json << (first ? "" : ",\n")
            << fmt::format("  {{\"n\": {}, \"d\": {}, \"floor_ms\": {:.4f}, \"autograd_ms\": {:.4f}, "
                           "\"fused_ms\": {:.4f}, \"bound_ms\": {:.4f}, \"copy_gb_per_s\": {:.2f}, "
-                          "\"autograd_peak_mib\": {:.2f}, \"fused_peak_mib\": {:.2f}}}",
+                          "\"autograd_peak_mib\": {:.2f}, \"fused_peak_mib\": {:.2f}, "
+                          "\"autograd_ops\": {}, \"fused_ops\": {}}}",
                           n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
-                          1e3 * bound, gbps, autograd.peak_mib, fused.peak_mib);
+                          1e3 * bound, gbps, autograd.peak_mib, fused.peak_mib, autograd_ops,
+                          fused_ops);
       first = false;
     }
     const double wall =

@@ -61,7 +61,7 @@ Gathered center_and_gather(const Tensor& z, const ops::ColumnMean& column_mean,
   const auto block = [&](int r) {
     return flat.narrow(0, P * offsets[r] * d, counts[r]).view({P, rows[r], d});
   };
-  auto zc = ops::center(z, column_mean, block(g.rank())).zc;
+  auto zc = ops::center(z, column_mean, block(g.rank()));
   broadcast_blocks_(flat, counts, g, "sharded loss (centered rows)");
   if (P == 1) return {zc, flat.view({1, N, d})};
   std::vector<Tensor> parts;
@@ -111,7 +111,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
         zc[v] = std::move(both.zc);
         zc_all[v] = std::move(both.zc_all);
       } else {
-        zc[v] = ops::center(z, column_mean).zc;
+        zc[v] = ops::center(z, column_mean);
       }
     }
     auto diff = za - zb;
@@ -139,7 +139,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
       return part;
     };
     for (int v = 0; v < 2; ++v) {
-      colsq[v] = next(P * d).view({P, d});
+      colsq[v] = next(P * d).view({P, 1, d});
       if (gram) {
         offdiag[v] = ops::offdiag_of_gram(next(1)[0], colsq[v]);
       } else {

@@ -80,18 +80,17 @@ Tensor sum_of_squares(const Tensor& t) { return t.mul(t).sum(); }
 // path zeroes the diagonal of M before summing and has no such difference.
 bool use_gram(const Dim& n, const Dim& d) { return (n - 1) * 2 <= d; }
 
-Centered center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& out) {
+Tensor center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& out) {
   const auto mean_of = [&](const Tensor& t) {
     return column_mean ? column_mean(t) : t.mean(1, /*keepdim=*/true);
   };
-  auto mean = mean_of(z3);
   auto first = out;  // (a handle: at::sub_out writes into out's storage)
   if (out.defined()) {
     TORCH_INTERNAL_ASSERT(out.sizes() == z3.sizes() && out.is_contiguous() &&
                           !c10::GradMode::is_enabled());
-    at::sub_out(first, z3, mean);
+    at::sub_out(first, z3, mean_of(z3));
   } else {
-    first = z3 - mean;
+    first = z3 - mean_of(z3);
   }
   // The rounded mean leaves a residual of n * (mean - rounded mean) in each column sum;
   // subtracting its mean makes the columns sum to zero to rounding of the spread. (In place
@@ -99,16 +98,16 @@ Centered center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& o
   // view's size less.)
   const auto residual = mean_of(first);
   auto zc = first.requires_grad() ? first - residual : first.sub_(residual);
-  return {zc.contiguous(), mean.squeeze(1), residual.squeeze(1)};
+  return zc.contiguous();
 }
 
-Tensor column_sums_of_squares(const Tensor& zc) { return zc.square().sum(1); }
+Tensor column_sums_of_squares(const Tensor& zc) { return zc.mul(zc).sum(1, /*keepdim=*/true); }
 
 // max(0, gamma - S_j) as threshold(x, 0, 0), which is relu (gradient strictly where S_j < gamma,
 // as the hand-written one) with meta kernels in LibTorch 1.13's C++, forward and backward;
 // relu, clamp_min's backward and where have none there.
 Tensor hinge_term(const Tensor& colsq, const Dim& n, const Hinge& h) {
-  return at::threshold(h.gamma - hinge_input(colsq, n, h), 0, 0).mean();
+  return at::threshold(at::rsub(hinge_input(colsq, n, h), h.gamma), 0, 0).mean();
 }
 
 Tensor offdiag_of_matrix_(Tensor& m) {
@@ -140,11 +139,13 @@ Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const T
                            const Tensor& w_offdiag, const Hinge& h) {
   const auto count = numel_of(colsq) * (n - 1);  // P * d * (n - 1)
   const auto s = hinge_input(colsq, n, h);
-  const auto active = (s < h.gamma).to(colsq.scalar_type());
-  auto coef = h.form == VarianceForm::Std ? active / (s * as_scalar(count * -1))
-                                          : active * ratio(-2.0, {count});
-  coef = coef * w_hinge;
-  if (gram) coef = coef - colsq * (w_offdiag * 4.0);  // the -Zc diag(colsq) part
+  const auto active = s < h.gamma;
+  // -[S_j < gamma] w / (count S_j) (std) or -[Var_j < gamma] 2 w / count (var): a 0-dim weight
+  // and one op over the columns each.
+  auto coef = h.form == VarianceForm::Std
+                  ? at::div(w_hinge * ratio(-1.0, {count}), s).mul_(active)
+                  : active * (w_hinge * ratio(-2.0, {count}));
+  if (gram) coef.addcmul_(colsq, w_offdiag, -4.0);  // the -Zc diag(colsq) part
   return coef;
 }
 
@@ -168,7 +169,7 @@ Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge
   const bool cov = s.mat.defined();
   const auto coef =
       column_coefficients(s.colsq, n, cov && use_gram(n, size_of(zc, 2)), w_hinge, w_offdiag, h);
-  auto grad = zc * coef.unsqueeze(1);
+  auto grad = zc * coef;
   if (cov) add_matrix_part(grad, zc, s.mat, w_offdiag, shard);
   return grad;
 }
@@ -189,13 +190,16 @@ Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings&
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tensor cov,
                                                     const Settings& s) {
-  auto loss = s.inv_coeff * inv + s.var_coeff * var + s.cov_coeff * cov;
+  auto loss = at::add(inv * s.inv_coeff, var, s.var_coeff).add_(cov, s.cov_coeff);
   return {std::move(loss), std::move(inv), std::move(var), std::move(cov)};
 }
 
-const char* const kSavedSchema =
-    "Tensor zc_a, Tensor zc_b, Tensor mean_diff, Tensor colsq_a, Tensor colsq_b, Tensor mat_a, "
-    "Tensor mat_b";
+const char* const kSavedSchema = "Tensor zc, Tensor mean_diff, Tensor colsq, Tensor mat";
+
+Tensor pair_half(const Tensor& t, int v) {
+  const auto P = size_of(t, 0) / 2;
+  return narrow_to(t, 0, P * v, P);
+}
 
 std::vector<Tensor> saved_of(const FusedOutputs& out) {
   const auto all = std::apply([](const auto&... t) { return std::vector<Tensor>{t...}; }, out);
@@ -217,31 +221,48 @@ FusedOutputs fused_outputs(const std::vector<Tensor>& v) {
 }
 
 FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
-  const auto shape = ops::shape_of(p.zc_a);
-  auto a = view_stats(p.zc_a, std::move(p.colsq_a), s.hinge);
-  auto b = view_stats(p.zc_b, std::move(p.colsq_b), s.hinge);
+  // Both views' statistics at once: the hinge is the mean over both views' 2 P d columns, which
+  // is the mean of the two views' hinges; offdiag is the two views' sum.
+  auto both = view_stats(p.zc, std::move(p.colsq), s.hinge);
+  const auto shape = Shape{size_of(p.zc, 0) / 2, size_of(p.zc, 1), size_of(p.zc, 2)};
+  const double views = 2.0 * view_weight(s);  // 1 for the mean over the views: no op
   auto [loss, inv, var, cov] =
-      weighted(invariance_of(p.sq_diff, shape, s), variance_of(a.hinge, b.hinge, s),
-               covariance_of(a.offdiag + b.offdiag, shape, s), s);
-  return {std::move(loss),   std::move(inv),     std::move(var),
-          std::move(cov),    std::move(p.zc_a),  std::move(p.zc_b),
-          std::move(p.mean_diff), std::move(a.colsq), std::move(b.colsq),
-          std::move(a.mat),  std::move(b.mat)};
+      weighted(invariance_of(p.sq_diff, shape, s), views == 1.0 ? both.hinge : both.hinge * views,
+               covariance_of(both.offdiag, shape, s), s);
+  return {std::move(loss), std::move(inv),         std::move(var),        std::move(cov),
+          std::move(p.zc), std::move(p.mean_diff), std::move(both.colsq), std::move(both.mat)};
 }
 
-BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,
-                                        const Tensor& g_var, const Tensor& g_cov,
-                                        const Shape& shape, const Settings& s) {
-  return {(g_loss * s.inv_coeff + g_inv) * ratio(2.0, {invariance_count(shape, s)}),
-          (g_loss * s.var_coeff + g_var) * view_weight(s),
-          (g_loss * s.cov_coeff + g_cov) * covariance_scale(1.0, shape, s)};
+BackwardWeights vicreg_backward_weights(const c10::optional<Tensor>& g_loss,
+                                        const c10::optional<Tensor>& g_inv,
+                                        const c10::optional<Tensor>& g_var,
+                                        const c10::optional<Tensor>& g_cov, const Shape& shape,
+                                        const Settings& s, bool stacked) {
+  const auto given = [](const c10::optional<Tensor>& g) { return g.has_value() && g->defined(); };
+  // (g_loss coeff + g_term) scale, with one op for each gradient that was given: scale(c) is
+  // c times the term's scale factor.
+  const auto weight = [&](const c10::optional<Tensor>& g_term, double coeff,
+                          const std::function<c10::Scalar(double)>& scale) -> Tensor {
+    if (given(g_loss) && given(g_term)) return at::add(*g_term, *g_loss, coeff).mul_(scale(1.0));
+    if (given(g_loss)) return g_loss->mul(scale(coeff));
+    if (given(g_term)) return g_term->mul(scale(1.0));
+    const auto& any = given(g_inv) ? *g_inv : given(g_var) ? *g_var : *g_cov;
+    return at::zeros({}, any.options());
+  };
+  TORCH_INTERNAL_ASSERT(given(g_loss) || given(g_inv) || given(g_var) || given(g_cov));
+  return {weight(g_inv, s.inv_coeff,
+                 [&](double c) { return ratio(2.0 * c, {invariance_count(shape, s)}); }),
+          weight(g_var, s.var_coeff,
+                 [&](double c) { return c10::Scalar(c * view_weight(s) * (stacked ? 2 : 1)); }),
+          weight(g_cov, s.cov_coeff,
+                 [&](double c) { return covariance_scale(c, shape, s); })};
 }
 
 namespace {
 
 // Zc of one view [n, d] or [n, P..., d] as [P, n, d], in the compute dtype.
 Tensor centered_positions(const Tensor& z) {
-  return center(as_positions(to_compute_dtype(z))).zc;
+  return center(as_positions(to_compute_dtype(z)));
 }
 
 }  // namespace
@@ -283,7 +304,7 @@ struct VCRegView {
 VCRegView vcreg_view(const Tensor& x, const VCRegSettings& s) {
   const auto x2 = as_samples_by_channels(to_compute_dtype(x), s.channel_dim);
   const auto n = size_of(x2, 0), d = size_of(x2, 1);
-  return {center(x2.unsqueeze(0)).zc, d >= 2,
+  return {center(x2.unsqueeze(0)), d >= 2,
           ratio(s.cov_coeff, {n - 1, n - 1, d, d - 1})};
 }
 

@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include <c10/util/Optional.h>
+
 #include "ops/settings.h"
 #include "ops/symint.h"
 
@@ -56,22 +58,18 @@ Tensor sum_of_squares(const Tensor& t);
 /// the error bound that sets the rule 2 (n - 1) <= d. (Traced: a guard on the sizes.)
 bool use_gram(const Dim& n, const Dim& d);
 
-/// Z [P, n, d] centered over the samples, contiguous, and the column means [P, d] as the
-/// unevaluated sum mean_hi + mean_lo. The mean is corrected by a second pass (mean_lo, the mean
-/// of the first residuals), so the columns of Zc sum to zero to rounding even under a common
-/// offset far larger than the spread, and the difference of two views' means keeps its digits.
+/// Z [P, n, d] centered over the samples, contiguous. The mean is corrected by a second pass
+/// (the mean of the first residuals), so the columns of Zc sum to zero to rounding even under a
+/// common offset far larger than the spread.
 /// `column_mean` ([P, n, d] -> [P, 1, d]) replaces the mean over the rows for a batch spread
 /// over ranks (the sharded loss: this rank's column sums, summed over the ranks, over N).
 /// `out`, a contiguous [P, n, d] outside autograd, receives Zc (the sharded loss centers
 /// straight into its slot of the buffer that the ranks fill).
-struct Centered {
-  Tensor zc;
-  Tensor mean_hi, mean_lo;
-};
 using ColumnMean = std::function<Tensor(const Tensor&)>;
-Centered center(const Tensor& z3, const ColumnMean& column_mean = {}, const Tensor& out = {});
+Tensor center(const Tensor& z3, const ColumnMean& column_mean = {}, const Tensor& out = {});
 
-/// sum_i Zc_ij^2 of [P, n, d] over the samples, [P, d] (ATen's cascade sum).
+/// sum_i Zc_ij^2 of [P, n, d] over the samples, [P, 1, d] (ATen's cascade sum; the kept dim
+/// lets the per-column vectors multiply Zc without a reshape).
 Tensor column_sums_of_squares(const Tensor& zc);
 /// The variance hinge mean over P*d of max(0, gamma - S_j), from the column sums of squares of
 /// n samples.
@@ -85,7 +83,7 @@ Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq);
 
 /// What one view contributes, from its centered rows.
 struct ViewStats {
-  Tensor colsq;    ///< [P, d] sum_i Zc_ij^2
+  Tensor colsq;    ///< [P, 1, d] sum_i Zc_ij^2
   Tensor mat;      ///< [P, n, n] G (Gram) or [P, d, d] M with zero diagonal; undefined if !cov
   Tensor hinge;    ///< 0-dim
   Tensor offdiag;  ///< 0-dim sum_p sum_{i != j} M_ij^2 (unnormalized); undefined if !cov
@@ -105,7 +103,7 @@ struct Shard {
 
 /// The gradient of w_hinge * hinge + w_offdiag * offdiag with respect to the view, [P, n, d]
 /// (the weights are 0-dim tensors, so no host sync). `column_coefficients` gives just the
-/// per-column multiplier of Zc ([P, d]; the variance part and, on the Gram path, the -diag
+/// per-column multiplier of Zc ([P, 1, d]; the variance part and, on the Gram path, the -diag
 /// part), for kernels that fuse the elementwise work; `add_matrix_part` then adds
 /// 4 w (G Zc | Zc M). With a `shard`, the gradient of this rank's rows of the N: the columns
 /// of all N centered rows sum to zero, so no other row enters but through the statistics.
@@ -128,16 +126,24 @@ Tensor variance_of(const Tensor& hinge_a, const Tensor& hinge_b, const Settings&
 std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tensor cov,
                                                     const Settings& s);
 
+/// The fused operators hold both views as one batch of 2P positions, [2P, n, d]: view a's P
+/// positions, then view b's. So every per-column statistic, every matrix and every elementwise
+/// pass of the math core runs once for both views, as one op (the composite kernels are what
+/// CUDA runs, where each op is a kernel launch), and the saved tensors are four, not seven.
+/// `pair_half(t, v)` is view v's half of such a batch (a view of it, v = 0 or 1).
+Tensor pair_half(const Tensor& t, int v);
+
 /// The centered pair from which the fused forward is assembled (by the composite or the CPU
-/// kernel): Zc of both views, their column sums of squares (undefined: computed by the core),
-/// mean_a - mean_b [P, d], and sum (Za - Zb)^2 (0-dim).
+/// kernel): Zc of both views [2P, n, d], their column sums of squares [2P, 1, d] (undefined:
+/// computed by the core), mean_a - mean_b [P, 1, d], and sum (Za - Zb)^2 (0-dim).
 struct CenteredPair {
-  Tensor zc_a, zc_b, colsq_a, colsq_b, mean_diff, sq_diff;
+  Tensor zc, colsq, mean_diff, sq_diff;
 };
 
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the
-/// loss and the terms).
-enum Saved { kZcA, kZcB, kMeanDiff, kColsqA, kColsqB, kMatA, kMatB, kNumSaved };
+/// loss and the terms): Zc [2P, n, d], mean_diff [P, 1, d], colsq [2P, 1, d], and the matrix
+/// [2P, k, k] (G, k = n, or M with a zero diagonal, k = d).
+enum Saved { kZc, kMeanDiff, kColsq, kMat, kNumSaved };
 
 /// What _vicreg_fused returns: the loss, the three terms, then the kNumSaved saved tensors as
 /// outputs of their own. (Not one Tensor[]: AOTAutograd's default partitioner would save that
@@ -152,13 +158,18 @@ VICREG_EXPORT extern const char* const kSavedSchema;  // (exported for the test-
 
 FusedOutputs vicreg_forward(CenteredPair pair, const Settings& s);
 
-/// The 0-dim weights of the backward: w_inv on (Za - Zb), w_hinge and w_offdiag per view.
+/// The 0-dim weights of the backward: w_inv on (Za - Zb), w_hinge and w_offdiag per view, or
+/// with `stacked`, w_hinge on the hinge of both views as one [2P, n, d] batch (whose mean over
+/// 2 P d columns is half the sum of the views' hinges). The output gradients may be undefined
+/// (autograd's for outputs that were not used): they count as zero, and cost no op.
 struct BackwardWeights {
   Tensor inv, hinge, offdiag;
 };
-BackwardWeights vicreg_backward_weights(const Tensor& g_loss, const Tensor& g_inv,
-                                        const Tensor& g_var, const Tensor& g_cov,
-                                        const Shape& shape, const Settings& s);
+BackwardWeights vicreg_backward_weights(const c10::optional<Tensor>& g_loss,
+                                        const c10::optional<Tensor>& g_inv,
+                                        const c10::optional<Tensor>& g_var,
+                                        const c10::optional<Tensor>& g_cov, const Shape& shape,
+                                        const Settings& s, bool stacked = false);
 
 /// (loss, invariance, variance, covariance) from tensor ops on the views, for autograd to
 /// differentiate (the fused_backward=False path).

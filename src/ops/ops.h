@@ -5,10 +5,12 @@
 // registered for CPU, where they win over the composite), autograd/ (the Functions).
 //
 //   vicreg_loss, vicreg_terms   public fronts (CompositeImplicitAutograd): convention + knobs
-//   _vicreg_fused               forward: loss, terms, then the saved tensors (ops::Saved order)
-//   _vicreg_fused_backward      the hand-written gradient, [P, n, d] per view, compute dtype
-//   _vicreg_fused_backward_     the same, written over the saved list (the gradients replace
-//                               zc_a and zc_b; the matrices are overwritten too): what the
+//   _vicreg_fused               forward: loss, terms, then the saved tensors (ops::Saved order,
+//                               both views as one [2P, n, d] batch)
+//   _vicreg_fused_backward      the hand-written gradient of both views, [2P, n, d] (view a's
+//                               P positions, then b's), compute dtype
+//   _vicreg_fused_backward_     the same, written over the saved list (the gradient replaces
+//                               zc; the matrix is overwritten too): what the
 //                               autograd kernel calls in eager mode when the graph is not kept
 //                               and nothing else holds the saved tensors, so the backward
 //                               allocates no [n, d] buffer
@@ -27,13 +29,16 @@ namespace vicreg::ops {
 // The operators' signatures before their settings (ops::Signature<Head, Settings> is the full
 // one).
 using FusedHead = FusedOutputs(const Tensor& z_a, const Tensor& z_b);
-using FusedBackwardHead = std::tuple<Tensor, Tensor>(const Tensor& grad_loss,
-                                                     const Tensor& grad_invariance,
-                                                     const Tensor& grad_variance,
-                                                     const Tensor& grad_covariance,
-                                                     at::TensorList saved);
-using FusedBackwardInplaceHead = void(const Tensor& grad_loss, const Tensor& grad_invariance,
-                                      const Tensor& grad_variance, const Tensor& grad_covariance,
+// The output gradients are optional: autograd gives none for an output that was not used.
+using OptionalTensor = c10::optional<Tensor>;
+using FusedBackwardHead = Tensor(const OptionalTensor& grad_loss,
+                                 const OptionalTensor& grad_invariance,
+                                 const OptionalTensor& grad_variance,
+                                 const OptionalTensor& grad_covariance, at::TensorList saved);
+using FusedBackwardInplaceHead = void(const OptionalTensor& grad_loss,
+                                      const OptionalTensor& grad_invariance,
+                                      const OptionalTensor& grad_variance,
+                                      const OptionalTensor& grad_covariance,
                                       at::TensorList saved);
 using VCRegHead = Tensor(const Tensor& x);
 using VCRegBackwardHead = Tensor(const Tensor& grad, const Tensor& x);

@@ -37,6 +37,10 @@ inline Dim size_of(const at::Tensor& t, int64_t i) { return t.sym_size(i); }
 inline Dim numel_of(const at::Tensor& t) { return t.sym_numel(); }
 inline Shape shape_of(const at::Tensor& t) { return t.sym_sizes().vec(); }
 inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape_symint(s); }
+inline at::Tensor view_to(const at::Tensor& t, const Shape& s) { return t.view_symint(s); }
+inline at::Tensor narrow_to(const at::Tensor& t, int64_t dim, const Dim& start, const Dim& length) {
+  return t.narrow_symint(dim, start, length);
+}
 /// A size as a Scalar (a tensor divided by it), and c / x as a Scalar (a tensor multiplied by
 /// it): plain numbers in eager mode, symbolic ones while tracing. (as_scalar is for sizes up to
 /// numel(); ratio for products that may be larger.)
@@ -61,6 +65,10 @@ inline Dim size_of(const at::Tensor& t, int64_t i) { return t.size(i); }
 inline Dim numel_of(const at::Tensor& t) { return t.numel(); }
 inline Shape shape_of(const at::Tensor& t) { return t.sizes().vec(); }
 inline at::Tensor reshape_to(const at::Tensor& t, const Shape& s) { return t.reshape(s); }
+inline at::Tensor view_to(const at::Tensor& t, const Shape& s) { return t.view(s); }
+inline at::Tensor narrow_to(const at::Tensor& t, int64_t dim, const Dim& start, const Dim& length) {
+  return t.narrow(dim, start, length);
+}
 inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
 inline c10::Scalar ratio(double c, std::initializer_list<Dim> xs) {
   for (const auto& x : xs) c /= static_cast<double>(x);

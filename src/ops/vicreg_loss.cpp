@@ -100,12 +100,13 @@ TORCH_LIBRARY(vicreg, m) {
   m.def(("vicreg_terms(" + front + ") -> " + ops::kTermsResult).c_str(),
         TORCH_FN((WithSettings<ops::vicreg_terms_front, ops::FrontHead, Front>::call)));
   const std::string grads =
-      "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
+      "Tensor? grad_loss, Tensor? grad_invariance, Tensor? grad_variance, "
+      "Tensor? grad_covariance, ";
   m.def(("_vicreg_fused(Tensor z_a, Tensor z_b, " + settings +
          ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
          ops::kSavedSchema + ")").c_str());
-  m.def(("_vicreg_fused_backward(" + grads + "Tensor[] saved, " + settings +
-         ") -> (Tensor, Tensor)").c_str());
+  m.def(("_vicreg_fused_backward(" + grads + "Tensor[] saved, " + settings + ") -> Tensor")
+            .c_str());
   m.def(("_vicreg_fused_backward_(" + grads + "Tensor(a!)[] saved, " + settings + ") -> ()")
             .c_str());
 }

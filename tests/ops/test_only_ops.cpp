@@ -14,12 +14,13 @@ namespace vicreg::ops {
 TORCH_LIBRARY_FRAGMENT(vicreg, m) {
   const std::string settings = Settings::kSchema;
   const std::string grads =
-      "Tensor grad_loss, Tensor grad_invariance, Tensor grad_variance, Tensor grad_covariance, ";
+      "Tensor? grad_loss, Tensor? grad_invariance, Tensor? grad_variance, "
+      "Tensor? grad_covariance, ";
   m.def(("_vicreg_fused_composite(Tensor z_a, Tensor z_b, " + settings +
          ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
          kSavedSchema + ")").c_str());
   m.def(("_vicreg_fused_backward_composite(" + grads + "Tensor[] saved, " + settings +
-         ") -> (Tensor, Tensor)").c_str());
+         ") -> Tensor").c_str());
   m.def(("_vicreg_fused_backward_composite_(" + grads + "Tensor(a!)[] saved, " + settings +
          ") -> ()").c_str());
 }

@@ -8,6 +8,8 @@
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "ops/ops.h"
 
 namespace vicreg::ops {
@@ -37,8 +39,7 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
   static variable_list forward(AutogradContext* ctx, const Tensor& z_a, const Tensor& z_b,
                                const Settings& s) {
     ctx->saved_data["settings"] = s.to_ivalue();
-    ctx->saved_data["shape_a"] = to_ivalue(shape_of(z_a));
-    ctx->saved_data["shape_b"] = to_ivalue(shape_of(z_b));
+    ctx->saved_data["shape_a"] = to_ivalue(shape_of(z_a));  // (z_b's is the same)
     ctx->saved_data["dtype_a"] = static_cast<int64_t>(z_a.scalar_type());
     ctx->saved_data["dtype_b"] = static_cast<int64_t>(z_b.scalar_type());
     at::AutoDispatchBelowADInplaceOrView guard;
@@ -74,22 +75,33 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
       ours = ours && !is_traced(saved[i]) && saved[i].use_count() == 1 &&
              saved[i].storage().use_count() == 1;
     }
+    // No output was used (autograd's gradient checks call it so): the gradient is zero.
+    const auto used = [](const Tensor& g) { return g.defined(); };
+    if (std::none_of(grads.begin(), grads.begin() + 4, used)) return {Tensor(), Tensor(), Tensor()};
     const auto s = Settings::from_ivalue(ctx->saved_data["settings"]);
-    const auto zero = at::zeros({}, saved[0].options());
-    auto g = [&](size_t i) { return grads[i].defined() ? grads[i] : zero; };
-    Tensor ga, gb;
+    // (undefined: autograd's gradient of an output that was not used; the op takes none)
+    auto g = [&](size_t i) { return grads[i].defined() ? OptionalTensor(grads[i]) : c10::nullopt; };
+    Tensor grad;
     if (ours) {
       call_with(fused_backward_inplace_op(), s, g(0), g(1), g(2), g(3), saved);
-      ga = saved[kZcA];
-      gb = saved[kZcB];
+      grad = saved[kZc];
     } else {
-      std::tie(ga, gb) = call_with(fused_backward_op(), s, g(0), g(1), g(2), g(3), saved);
+      grad = call_with(fused_backward_op(), s, g(0), g(1), g(2), g(3), saved);
     }
-    auto as_input = [&](const Tensor& grad, const char* shape, const char* dtype) {
-      return from_positions(grad, shape_from_ivalue(ctx->saved_data[shape]))
-          .to(static_cast<at::ScalarType>(ctx->saved_data[dtype].toInt()));
+    // The [2P, n, d] gradient in the views' layout [2, n, P..., d], then view v's in its
+    // input's dtype. (Views only: for [n, d] inputs one select each.)
+    const auto sizes = shape_from_ivalue(ctx->saved_data["shape_a"]);
+    const auto layout =
+        sizes.size() == 2 ? grad
+                          : view_to(grad, {2, size_of(grad, 0) / 2, size_of(grad, 1),
+                                           size_of(grad, 2)}).transpose(1, 2);
+    auto as_input = [&](int v, const char* dtype) {
+      auto g = layout.select(0, v);
+      if (sizes.size() > 3) g = reshape_to(g, sizes);
+      const auto type = static_cast<at::ScalarType>(ctx->saved_data[dtype].toInt());
+      return g.scalar_type() == type ? g : g.to(type);
     };
-    return {as_input(ga, "shape_a", "dtype_a"), as_input(gb, "shape_b", "dtype_b"), Tensor()};
+    return {as_input(0, "dtype_a"), as_input(1, "dtype_b"), Tensor()};
   }
 };
 
@@ -98,23 +110,24 @@ FusedOutputs fused_autograd(const Tensor& z_a, const Tensor& z_b, const Settings
 }
 
 // The backward ops' gradient is not differentiable: refuse to build a graph through it.
-void refuse_double_backward(std::initializer_list<const Tensor*> grads, at::TensorList saved) {
+void refuse_double_backward(std::initializer_list<const OptionalTensor*> grads,
+                            at::TensorList saved) {
   bool needs_graph = false;
-  for (const auto* t : grads) needs_graph |= t->requires_grad();
+  for (const auto* t : grads) needs_graph |= t->has_value() && (*t)->requires_grad();
   for (const auto& t : saved) needs_graph |= t.requires_grad();
   TORCH_CHECK(!(at::GradMode::is_enabled() && needs_graph), kNoDoubleBackward);
 }
 
-std::tuple<Tensor, Tensor> fused_backward_autograd(const Tensor& g_loss, const Tensor& g_inv,
-                                                   const Tensor& g_var, const Tensor& g_cov,
-                                                   at::TensorList saved, const Settings& s) {
+Tensor fused_backward_autograd(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                               const OptionalTensor& g_var, const OptionalTensor& g_cov,
+                               at::TensorList saved, const Settings& s) {
   refuse_double_backward({&g_loss, &g_inv, &g_var, &g_cov}, saved);
   at::AutoDispatchBelowADInplaceOrView guard;
   return call_with(fused_backward_op(), s, g_loss, g_inv, g_var, g_cov, saved);
 }
 
-void fused_backward_inplace_autograd(const Tensor& g_loss, const Tensor& g_inv,
-                                     const Tensor& g_var, const Tensor& g_cov,
+void fused_backward_inplace_autograd(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                                     const OptionalTensor& g_var, const OptionalTensor& g_cov,
                                      at::TensorList saved, const Settings& s) {
   refuse_double_backward({&g_loss, &g_inv, &g_var, &g_cov}, saved);
   {

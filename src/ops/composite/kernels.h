@@ -10,11 +10,15 @@
 namespace vicreg::ops::composite {
 
 VICREG_EXPORT FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& s);
-VICREG_EXPORT std::tuple<Tensor, Tensor> vicreg_fused_backward(
-    const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var, const Tensor& g_cov,
-    at::TensorList saved, const Settings& s);
-VICREG_EXPORT void vicreg_fused_backward_(const Tensor& g_loss, const Tensor& g_inv,
-                                          const Tensor& g_var, const Tensor& g_cov,
-                                          at::TensorList saved, const Settings& s);
+VICREG_EXPORT Tensor vicreg_fused_backward(const OptionalTensor& g_loss,
+                                           const OptionalTensor& g_inv,
+                                           const OptionalTensor& g_var,
+                                           const OptionalTensor& g_cov, at::TensorList saved,
+                                           const Settings& s);
+VICREG_EXPORT void vicreg_fused_backward_(const OptionalTensor& g_loss,
+                                          const OptionalTensor& g_inv,
+                                          const OptionalTensor& g_var,
+                                          const OptionalTensor& g_cov, at::TensorList saved,
+                                          const Settings& s);
 
 }  // namespace vicreg::ops::composite

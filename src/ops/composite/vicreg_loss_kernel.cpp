@@ -10,41 +10,54 @@
 
 namespace vicreg::ops::composite {
 
+// Both views as one [2P, n, d] batch, so that each step below is one op for both (on CUDA,
+// one kernel launch). The mean difference of the views comes from Za - Zb, which the
+// invariance needs anyway: exact where the views are close, whatever their common offset.
 FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& s) {
   checks::loss_call("vicreg_loss", z_a, z_b, s);
-  const auto za = as_positions(to_compute_dtype(z_a));
-  const auto zb = as_positions(to_compute_dtype(z_b));
-  auto a = center(za), b = center(zb);
-  // (hi_a - hi_b) is exact when the means are close, so the difference keeps its digits.
-  CenteredPair pair{a.zc, b.zc, {}, {}, (a.mean_hi - b.mean_hi) + (a.mean_lo - b.mean_lo),
-                    sum_of_squares(za - zb)};
+  const auto a = to_compute_dtype(z_a), b = to_compute_dtype(z_b);
+  const auto n = size_of(a, 0), d = size_of(a, -1);
+  const auto P = numel_of(a) / (n * d);
+  // [n, P..., d] -> [2P, n, d], contiguous: one copy of both views.
+  const auto both = a.dim() == 2
+                        ? view_to(at::cat({a, b}), {2, n, d})
+                        : at::cat({as_positions(a), as_positions(b)});
+  const auto diff = a - b;
+  CenteredPair pair{center(both), {}, view_to(diff.mean(0, /*keepdim=*/true), {P, 1, d}),
+                    sum_of_squares(diff)};
   return vicreg_forward(std::move(pair), s);
 }
 
-std::tuple<Tensor, Tensor> vicreg_fused_backward(const Tensor& g_loss, const Tensor& g_inv,
-                                                 const Tensor& g_var, const Tensor& g_cov,
-                                                 at::TensorList saved, const Settings& s) {
+// grad = Zc diag(coef) + 4 w_offdiag (G Zc | Zc M) + the invariance's +-w_inv (Za - Zb), with
+// Za - Zb = (Zc_a - Zc_b) + mean_diff. The invariance is spread so that no op needs one view
+// alone: Zc_a - Zc_b = 2 Zc_a - (Zc_a + Zc_b) (and b's likewise), so 2 w_inv joins the column
+// coefficients, -w_inv (Zc_a + Zc_b) is one op on both, and +-w_inv mean_diff is where the
+// sum starts.
+Tensor vicreg_fused_backward(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                             const OptionalTensor& g_var, const OptionalTensor& g_cov,
+                             at::TensorList saved, const Settings& s) {
   checks::fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
-  const auto& zc_a = saved[kZcA];
-  const auto& zc_b = saved[kZcB];
-  const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, shape_of(zc_a), s);
-  const auto diff = (zc_a - zc_b).add_(saved[kMeanDiff].unsqueeze(1));
-  auto ga = view_gradient(zc_a, {saved[kColsqA], saved[kMatA], {}, {}}, w.hinge, w.offdiag,
-                          s.hinge);
-  auto gb = view_gradient(zc_b, {saved[kColsqB], saved[kMatB], {}, {}}, w.hinge, w.offdiag,
-                          s.hinge);
-  ga.addcmul_(diff, w.inv);
-  gb.addcmul_(diff, w.inv.neg());
-  return {ga, gb};
+  const auto& zc = saved[kZc];
+  const auto n = size_of(zc, 1), d = size_of(zc, 2);
+  const Shape shape{size_of(zc, 0) / 2, n, d};
+  const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, shape, s, /*stacked=*/true);
+  const auto coef =
+      column_coefficients(saved[kColsq], n, use_gram(n, d), w.hinge, w.offdiag, s.hinge)
+          .add_(w.inv, 2);
+  const auto& md = saved[kMeanDiff];
+  auto grad = at::addcmul(at::cat({md, md.neg()}).mul_(w.inv), zc, coef);
+  add_matrix_part(grad, zc, saved[kMat], w.offdiag);
+  const auto pairs = view_to(zc, {2, -1}).sum(0, /*keepdim=*/true);  // Zc_a + Zc_b
+  view_to(grad, {2, -1}).addcmul_(pairs, w.inv, -1);
+  return grad;
 }
 
-// In place, composite: the out-of-place kernel, then a copy into the saved views. (It saves no
+// In place, composite: the out-of-place kernel, then a copy into the saved Zc. (It saves no
 // memory; the CPU kernel is the one that computes in place.)
-void vicreg_fused_backward_(const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var,
-                            const Tensor& g_cov, at::TensorList saved, const Settings& s) {
-  const auto [ga, gb] = vicreg_fused_backward(g_loss, g_inv, g_var, g_cov, saved, s);
-  saved[kZcA].copy_(ga);
-  saved[kZcB].copy_(gb);
+void vicreg_fused_backward_(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                            const OptionalTensor& g_var, const OptionalTensor& g_cov,
+                            at::TensorList saved, const Settings& s) {
+  saved[kZc].copy_(vicreg_fused_backward(g_loss, g_inv, g_var, g_cov, saved, s));
 }
 
 TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {

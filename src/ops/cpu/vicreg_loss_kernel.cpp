@@ -142,20 +142,18 @@ CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
   const auto b3 = b3_in.stride(2) == 1 ? b3_in : b3_in.contiguous();
   const int64_t P = a3.size(0), n = a3.size(1), d = a3.size(2);
   const int64_t blocks = (d + kBlock - 1) / kBlock;
-  CenteredPair r;
-  r.zc_a = at::empty({P, n, d}, a3.options());
-  r.zc_b = at::empty({P, n, d}, a3.options());
-  r.colsq_a = at::empty({P, d}, a3.options());
-  r.colsq_b = at::empty({P, d}, a3.options());
-  r.mean_diff = at::empty({P, d}, a3.options());
+  CenteredPair r;  // both views in one batch: a's P positions, then b's
+  r.zc = at::empty({2 * P, n, d}, a3.options());
+  r.colsq = at::empty({2 * P, 1, d}, a3.options());
+  r.mean_diff = at::empty({P, 1, d}, a3.options());
   std::vector<double> partial(P * blocks, 0.0);
   AT_DISPATCH_FLOATING_TYPES(a3.scalar_type(), "vicreg_center_pair", [&] {
     const scalar_t* pa = a3.data_ptr<scalar_t>();
     const scalar_t* pb = b3.data_ptr<scalar_t>();
-    scalar_t* za = r.zc_a.data_ptr<scalar_t>();
-    scalar_t* zb = r.zc_b.data_ptr<scalar_t>();
-    scalar_t* qa_out = r.colsq_a.data_ptr<scalar_t>();
-    scalar_t* qb_out = r.colsq_b.data_ptr<scalar_t>();
+    scalar_t* za = r.zc.data_ptr<scalar_t>();
+    scalar_t* zb = za + P * n * d;
+    scalar_t* qa_out = r.colsq.data_ptr<scalar_t>();
+    scalar_t* qb_out = qa_out + P * d;
     scalar_t* md_out = r.mean_diff.data_ptr<scalar_t>();
     const int64_t sa0 = a3.stride(0), sa1 = a3.stride(1), sb0 = b3.stride(0), sb1 = b3.stride(1);
     at::parallel_for(0, P * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -280,50 +278,41 @@ void gradient_block(const Tensor& zc_a, const Tensor& zc_b, const Tensor& prod_a
   });
 }
 
-void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const Tensor& g_var,
-                                const Tensor& g_cov, at::TensorList saved, const Settings& s) {
+void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                                const OptionalTensor& g_var, const OptionalTensor& g_cov,
+                                at::TensorList saved, const Settings& s) {
   constexpr const char* fn = "_vicreg_fused_backward_";
   checks::fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
-  const auto& zc_a = saved[kZcA];
-  const auto& zc_b = saved[kZcB];
-  TORCH_CHECK(zc_a.scalar_type() == at::kFloat || zc_a.scalar_type() == at::kDouble, fn,
-              ": expected float32 or float64 saved tensors, got ", zc_a.scalar_type());
+  const auto& zc = saved[kZc];
+  TORCH_CHECK(zc.scalar_type() == at::kFloat || zc.scalar_type() == at::kDouble, fn,
+              ": expected float32 or float64 saved tensors, got ", zc.scalar_type());
   for (const auto& t : saved) {
-    TORCH_CHECK(t.scalar_type() == zc_a.scalar_type() && t.is_contiguous(), fn,
+    TORCH_CHECK(t.scalar_type() == zc.scalar_type() && t.is_contiguous(), fn,
                 ": expected the contiguous saved tensors of _vicreg_fused, all of dtype ",
-                zc_a.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
+                zc.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
                 t.strides());
   }
-  const int written[] = {kZcA, kZcB, kMatA, kMatB};
-  for (int i : written) {
-    for (int j : written) {
-      TORCH_CHECK(i >= j || !saved[i].is_alias_of(saved[j]), fn, ": saved tensors ", i, " and ",
-                  j, " share memory; the in-place backward writes both");
-    }
-  }
-  const int64_t P = zc_a.size(0), n = zc_a.size(1), d = zc_a.size(2);
+  TORCH_CHECK(!zc.is_alias_of(saved[kMat]), fn,
+              ": saved tensors zc and mat share memory; the in-place backward writes both");
+  const int64_t P = zc.size(0) / 2, n = zc.size(1), d = zc.size(2);
   const bool gram = use_gram(n, d);
-  const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, shape_of(zc_a), s);
-  const auto coef_a =
-      column_coefficients(saved[kColsqA], n, gram, w.hinge, w.offdiag, s.hinge).contiguous();
-  const auto coef_b =
-      column_coefficients(saved[kColsqB], n, gram, w.hinge, w.offdiag, s.hinge).contiguous();
-  const auto& mat_a = saved[kMatA];
-  const auto& mat_b = saved[kMatB];
-  mat_a.mul_(w.offdiag * 4.0);
-  mat_b.mul_(w.offdiag * 4.0);
-  if (!gram) {  // M has a zero diagonal: the column coefficients take its place
-    mat_a.diagonal(0, 1, 2).copy_(coef_a);
-    mat_b.diagonal(0, 1, 2).copy_(coef_b);
-  }
+  const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, {P, n, d}, s,
+                                         /*stacked=*/true);
+  const auto coef =
+      column_coefficients(saved[kColsq], n, gram, w.hinge, w.offdiag, s.hinge).contiguous();
+  const auto& mat = saved[kMat];
+  mat.mul_(w.offdiag * 4.0);
+  if (!gram) mat.diagonal(0, 1, 2).copy_(coef.squeeze(1));  // M's zero diagonal: the coefficients
   const double w_inv = w.inv.item<double>();
-  const int64_t per_view = std::max<int64_t>(kScratchBytes / zc_a.element_size(), 1);
+  const int64_t per_view = std::max<int64_t>(kScratchBytes / zc.element_size(), 1);
   const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, 16, d) : d;
   const int64_t rows = gram ? n : std::clamp<int64_t>(per_view / d, 16, n);
-  const auto scratch = at::empty({2, rows, cols}, zc_a.options());
+  const auto scratch = at::empty({2, rows, cols}, zc.options());
+  const auto zc_a = pair_half(zc, 0), zc_b = pair_half(zc, 1);
+  const auto coef_a = pair_half(coef, 0), coef_b = pair_half(coef, 1);
   for (int64_t p = 0; p < P; ++p) {
     const auto za = zc_a.select(0, p), zb = zc_b.select(0, p);
-    const auto ma = mat_a.select(0, p), mb = mat_b.select(0, p);
+    const auto ma = mat.select(0, p), mb = mat.select(0, P + p);
     for (int64_t r0 = 0; r0 < n; r0 += rows) {
       for (int64_t c0 = 0; c0 < d; c0 += cols) {
         const int64_t h_rows = std::min(rows, n - r0), w_cols = std::min(cols, d - c0);
@@ -337,8 +326,8 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
         } else {
           at::mm_out(prod_a, za.narrow(0, r0, h_rows), ma);
           at::mm_out(prod_b, zb.narrow(0, r0, h_rows), mb);
-          gradient_block<false>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b,
-                                saved[kMeanDiff], w_inv, p, r0, h_rows, c0, w_cols);
+          gradient_block<false>(zc_a, zc_b, prod_a, prod_b, coef_a, coef_b, saved[kMeanDiff],
+                                w_inv, p, r0, h_rows, c0, w_cols);
         }
       }
     }
@@ -346,15 +335,15 @@ void fused_backward_inplace_cpu(const Tensor& g_loss, const Tensor& g_inv, const
 }
 
 // Out of place: the in-place kernel on copies of what it overwrites.
-std::tuple<Tensor, Tensor> fused_backward_cpu(const Tensor& g_loss, const Tensor& g_inv,
-                                              const Tensor& g_var, const Tensor& g_cov,
-                                              at::TensorList saved, const Settings& s) {
+Tensor fused_backward_cpu(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
+                          const OptionalTensor& g_var, const OptionalTensor& g_cov,
+                          at::TensorList saved, const Settings& s) {
   checks::fused_backward_args(g_loss, g_inv, g_var, g_cov, saved);
   std::vector<Tensor> own(saved.begin(), saved.end());
-  for (int i : {kZcA, kZcB, kMatA, kMatB}) own[i] = own[i].clone(at::MemoryFormat::Contiguous);
-  for (int i : {kMeanDiff, kColsqA, kColsqB}) own[i] = own[i].contiguous();
+  for (int i : {kZc, kMat}) own[i] = own[i].clone(at::MemoryFormat::Contiguous);
+  for (int i : {kMeanDiff, kColsq}) own[i] = own[i].contiguous();
   fused_backward_inplace_cpu(g_loss, g_inv, g_var, g_cov, own, s);
-  return {own[kZcA], own[kZcB]};
+  return own[kZc];
 }
 
 }  // namespace
