@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "distributed/common.h"
+#include "ops/core.h"
 #include "vicreg/distributed.h"
 
 namespace vicreg::distributed {
@@ -118,31 +119,6 @@ std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const ch
   return rows;
 }
 
-// The buffers that the ranks' broadcasts fill, kept on this thread from one call to the next
-// (two: the two views), as a caching allocator would: a fresh one costs a page fault per 4 KiB
-// that Gloo writes, and at the sizes of the --distributed bench (src/apps/README.md) those
-// faults cost the sharded step more than its GEMMs. One is handed out again only when nothing
-// else holds its storage: the backward that used it has run (without retain_graph) or its graph
-// is gone, and Gloo's worker has released it. Callers get an alias, so that every holder counts.
-at::Tensor workspace(int64_t numel, const at::TensorOptions& o) {
-  if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
-  thread_local std::array<at::Tensor, 2> kept;
-  const auto idle = [](const at::Tensor& t) {
-    return t.defined() && t.storage().use_count() == 1;
-  };
-  for (const auto& t : kept) {
-    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t.alias();
-  }
-  auto fresh = at::empty({numel}, o);
-  for (auto& t : kept) {
-    if (!t.defined() || idle(t)) {
-      t = fresh;
-      break;
-    }
-  }
-  return fresh.alias();
-}
-
 // Not Gloo's allgather (LibTorch 1.13's Gloo has no other gather): it takes equal sizes (so
 // padding), copies its input into a fresh buffer and a fresh flat output into the outputs (so a
 // concatenation after it), and on a CPU those passes and fresh pages cost about as much as the
@@ -180,7 +156,7 @@ at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, co
   }
   auto shape = z.sizes().vec();
   shape[0] = total;
-  const auto all = workspace(total * row_numel, z.options()).view(shape);
+  const auto all = ops::workspace(total * row_numel, z.options()).view(shape);
   all.narrow(0, mine, z.size(0)).copy_(z);
   broadcast_blocks_(all.view(-1), counts, g, what);
   // The caller's graph gets a copy that Gloo never held: Gloo's worker thread may drop the last

@@ -65,11 +65,7 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std:
 // the shape and on the dtype (else a c10::Error on every rank, from `fn`).
 std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const char* fn);
 
-// A 1-D buffer of `numel` elements for broadcast_blocks_ to fill, kept on this thread between
-// calls (on a CPU) and handed out again once nothing else holds it.
-at::Tensor workspace(int64_t numel, const at::TensorOptions& o);
-
-// Fills a 1-D buffer that holds every rank's block in rank order, `counts[r]` elements from
+// Fills a 1-D buffer (ops::workspace) that holds every rank's block in rank order, `counts[r]` elements from
 // rank r, where this rank's block is already written: each rank broadcasts its block straight
 // into its peers' buffers. Not differentiable.
 void broadcast_blocks_(const at::Tensor& flat, const std::vector<int64_t>& counts,

@@ -57,7 +57,7 @@ Gathered center_and_gather(const Tensor& z, const ops::ColumnMean& column_mean,
     N += r;
   }
   // Rank r's block [P, n_r, d] starts at element P * offsets[r] * d.
-  const auto flat = workspace(P * N * d, z.options());
+  const auto flat = ops::workspace(P * N * d, z.options());
   const auto block = [&](int r) {
     return flat.narrow(0, P * offsets[r] * d, counts[r]).view({P, rows[r], d});
   };

@@ -37,6 +37,27 @@ double view_weight(const Settings& s) {
 
 // ---- layout ------------------------------------------------------------------------------
 
+// A few buffers per thread: the CPU backward's scratch and the two views' gathers of the
+// distributed loss. One is handed out again only when nothing else holds its storage (for the
+// gathers: the backward that used it has run, or its graph is gone, and Gloo's worker has
+// released it).
+Tensor workspace(int64_t numel, const at::TensorOptions& o) {
+  if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
+  thread_local std::array<Tensor, 4> kept;
+  const auto idle = [](const Tensor& t) { return t.defined() && t.storage().use_count() == 1; };
+  for (const auto& t : kept) {
+    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t.alias();
+  }
+  auto fresh = at::empty({numel}, o);
+  for (auto& t : kept) {
+    if (!t.defined() || idle(t)) {
+      t = fresh;
+      break;
+    }
+  }
+  return fresh.alias();
+}
+
 Tensor to_compute_dtype(const Tensor& z) {
   const auto t = z.scalar_type();
   return (t == at::kHalf || t == at::kBFloat16) ? z.to(at::kFloat) : z;

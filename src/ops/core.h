@@ -36,6 +36,13 @@ using at::Tensor;
 
 // ---- layout ------------------------------------------------------------------------------
 
+/// A 1-D buffer of `numel` elements kept on this thread between calls (on a CPU) and handed
+/// out again once nothing else holds it, as a caching allocator would: on a CPU a fresh buffer
+/// costs a page fault per 4 KiB written, which at small shapes costs more than the GEMMs. For
+/// buffers whose size repeats from step to step (the CPU backward's scratch, the distributed
+/// gathers); callers get an alias, so that every holder counts.
+Tensor workspace(int64_t numel, const at::TensorOptions& o);
+
 /// float16/bfloat16 are computed in float32; other dtypes as they are.
 Tensor to_compute_dtype(const Tensor& z);
 /// [n, P..., d] -> [P, n, d] (a view; P = 1 for [n, d]).

@@ -307,7 +307,7 @@ void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTens
   const int64_t per_view = std::max<int64_t>(kScratchBytes / zc.element_size(), 1);
   const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, 16, d) : d;
   const int64_t rows = gram ? n : std::clamp<int64_t>(per_view / d, 16, n);
-  const auto scratch = at::empty({2, rows, cols}, zc.options());
+  const auto scratch = workspace(2 * rows * cols, zc.options()).view({2, rows, cols});
   const auto zc_a = pair_half(zc, 0), zc_b = pair_half(zc, 1);
   const auto coef_a = pair_half(coef, 0), coef_b = pair_half(coef, 1);
   for (int64_t p = 0; p < P; ++p) {
