@@ -130,6 +130,9 @@ void fused_backward_args(const c10::optional<at::Tensor>& g_loss,
   const auto& zc = saved[ops::kZc];
   TORCH_CHECK(zc.dim() == 3 && ops::size_of(zc, 0) % 2 == 0 && ops::size_of(zc, 0) > 0, fn,
               ": expected both centered views as one batch [2P, n, d], got ", sizes_of(zc));
+  TORCH_CHECK(ops::size_of(zc, 1) >= 2 && ops::size_of(zc, 2) >= 1, fn,
+              ": expected centered views of n >= 2 samples and d >= 1 features, got Zc of ",
+              sizes_of(zc));
   const auto P2 = ops::size_of(zc, 0), n = ops::size_of(zc, 1), d = ops::size_of(zc, 2);
   const auto k = ops::use_gram(n, d) ? n : d;
   const std::pair<int, ops::Shape> expected[] = {{ops::kMeanDiff, {P2 / 2, 1, d}},

@@ -218,7 +218,14 @@ void add_operator_rows(std::vector<Row>& rows) {
                     shared[3] = shared[0].view(-1).narrow(0, 0, 32).view({2, 4, 4});
                     call_op("vicreg::_vicreg_fused_backward_",
                             concat({zero, zero, zero, zero, shared}, fused_settings()));
-                  }, "saved tensors zc and mat share memory"});
+                  }, "saved tensors 0 and 3 share memory; the in-place backward writes 3"});
+  rows.push_back({"_vicreg_fused_backward op: saved views of one sample", [=] {
+                    auto bad = saved;
+                    bad[0] = torch::randn({2, 1, 4});
+                    call_op("vicreg::_vicreg_fused_backward",
+                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                  }, "expected centered views of n >= 2 samples and d >= 1 features, got Zc of "
+                     "[2, 1, 4]"});
   rows.push_back({"double backward through the fused backward", [] {
                     auto a = torch::randn({8, 4}, torch::kFloat64).requires_grad_(true);
                     auto b = torch::randn({8, 4}, torch::kFloat64);

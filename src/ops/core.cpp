@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 
 namespace vicreg::ops {
 namespace {
@@ -40,21 +41,38 @@ double view_weight(const Settings& s) {
 // A few buffers per thread: the CPU backward's scratch and the two views' gathers of the
 // distributed loss. One is handed out again only when nothing else holds its storage (for the
 // gathers: the backward that used it has run, or its graph is gone, and Gloo's worker has
-// released it).
+// released it). A new size takes an empty slot, else the idle one used least recently, so that
+// buffers of different sizes that alternate in a step keep their slots. Normal tensors even
+// under InferenceMode: a kept buffer may later be written by Gloo's worker threads, which run
+// outside it and refuse inference tensors.
 Tensor workspace(int64_t numel, const at::TensorOptions& o) {
   if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
-  thread_local std::array<Tensor, 4> kept;
-  const auto idle = [](const Tensor& t) { return t.defined() && t.storage().use_count() == 1; };
-  for (const auto& t : kept) {
-    if (idle(t) && t.numel() == numel && t.dtype() == o.dtype()) return t.alias();
-  }
-  auto fresh = at::empty({numel}, o);
-  for (auto& t : kept) {
-    if (!t.defined() || idle(t)) {
-      t = fresh;
-      break;
+  struct Slot {
+    Tensor buffer;
+    uint64_t used = 0;
+  };
+  thread_local std::array<Slot, 4> kept;
+  thread_local uint64_t clock = 0;
+  const c10::InferenceMode normal(false);
+  const auto idle = [](const Slot& s) {
+    return s.buffer.defined() && s.buffer.storage().use_count() == 1;
+  };
+  for (auto& s : kept) {
+    if (idle(s) && s.buffer.numel() == numel && s.buffer.dtype() == o.dtype()) {
+      s.used = ++clock;
+      return s.buffer.alias();
     }
   }
+  Slot* free_slot = nullptr;
+  for (auto& s : kept) {
+    if (!s.buffer.defined()) {
+      free_slot = &s;
+      break;
+    }
+    if (idle(s) && (free_slot == nullptr || s.used < free_slot->used)) free_slot = &s;
+  }
+  auto fresh = at::empty({numel}, o);
+  if (free_slot != nullptr) *free_slot = {fresh, ++clock};
   return fresh.alias();
 }
 

@@ -17,7 +17,8 @@ FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& 
   checks::loss_call("vicreg_loss", z_a, z_b, s);
   const auto a = to_compute_dtype(z_a), b = to_compute_dtype(z_b);
   const auto n = size_of(a, 0), d = size_of(a, -1);
-  const auto P = numel_of(a) / (n * d);
+  Dim P = 1;
+  for (int64_t i = 1; i + 1 < a.dim(); ++i) P = P * size_of(a, i);
   // [n, P..., d] -> [2P, n, d], contiguous: one copy of both views.
   const auto both = a.dim() == 2
                         ? view_to(at::cat({a, b}), {2, n, d})
@@ -29,10 +30,8 @@ FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& 
 }
 
 // grad = Zc diag(coef) + 4 w_offdiag (G Zc | Zc M) + the invariance's +-w_inv (Za - Zb), with
-// Za - Zb = (Zc_a - Zc_b) + mean_diff. The invariance is spread so that no op needs one view
-// alone: Zc_a - Zc_b = 2 Zc_a - (Zc_a + Zc_b) (and b's likewise), so 2 w_inv joins the column
-// coefficients, -w_inv (Zc_a + Zc_b) is one op on both, and +-w_inv mean_diff is where the
-// sum starts.
+// Za - Zb = (Zc_a - Zc_b) + mean_diff taken once, exactly where the views are close, and the
+// sum starting from [Za - Zb; Zb - Za] w_inv, so that no other op needs one view alone.
 Tensor vicreg_fused_backward(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
                              const OptionalTensor& g_var, const OptionalTensor& g_cov,
                              at::TensorList saved, const Settings& s) {
@@ -42,13 +41,10 @@ Tensor vicreg_fused_backward(const OptionalTensor& g_loss, const OptionalTensor&
   const Shape shape{size_of(zc, 0) / 2, n, d};
   const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, shape, s, /*stacked=*/true);
   const auto coef =
-      column_coefficients(saved[kColsq], n, use_gram(n, d), w.hinge, w.offdiag, s.hinge)
-          .add_(w.inv, 2);
-  const auto& md = saved[kMeanDiff];
-  auto grad = at::addcmul(at::cat({md, md.neg()}).mul_(w.inv), zc, coef);
+      column_coefficients(saved[kColsq], n, use_gram(n, d), w.hinge, w.offdiag, s.hinge);
+  const auto diff = at::sub(pair_half(zc, 0), pair_half(zc, 1)).add_(saved[kMeanDiff]);
+  auto grad = at::cat({diff, diff.neg()}).mul_(w.inv).addcmul_(zc, coef);
   add_matrix_part(grad, zc, saved[kMat], w.offdiag);
-  const auto pairs = view_to(zc, {2, -1}).sum(0, /*keepdim=*/true);  // Zc_a + Zc_b
-  view_to(grad, {2, -1}).addcmul_(pairs, w.inv, -1);
   return grad;
 }
 

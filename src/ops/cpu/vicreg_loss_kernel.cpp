@@ -292,8 +292,12 @@ void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTens
                 zc.scalar_type(), "; got one of dtype ", t.scalar_type(), " and strides ",
                 t.strides());
   }
-  TORCH_CHECK(!zc.is_alias_of(saved[kMat]), fn,
-              ": saved tensors zc and mat share memory; the in-place backward writes both");
+  for (int i = 0; i < kNumSaved; ++i) {  // it writes zc and mat, and reads the others after
+    for (int written : {kZc, kMat}) {
+      TORCH_CHECK(i == written || !saved[i].is_alias_of(saved[written]), fn, ": saved tensors ",
+                  i, " and ", written, " share memory; the in-place backward writes ", written);
+    }
+  }
   const int64_t P = zc.size(0) / 2, n = zc.size(1), d = zc.size(2);
   const bool gram = use_gram(n, d);
   const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, {P, n, d}, s,
@@ -305,8 +309,9 @@ void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTens
   if (!gram) mat.diagonal(0, 1, 2).copy_(coef.squeeze(1));  // M's zero diagonal: the coefficients
   const double w_inv = w.inv.item<double>();
   const int64_t per_view = std::max<int64_t>(kScratchBytes / zc.element_size(), 1);
-  const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, 16, d) : d;
-  const int64_t rows = gram ? n : std::clamp<int64_t>(per_view / d, 16, n);
+  // (blocks of at least 16 columns or rows, or all there are)
+  const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, std::min<int64_t>(16, d), d) : d;
+  const int64_t rows = gram ? n : std::clamp<int64_t>(per_view / d, std::min<int64_t>(16, n), n);
   const auto scratch = workspace(2 * rows * cols, zc.options()).view({2, rows, cols});
   const auto zc_a = pair_half(zc, 0), zc_b = pair_half(zc, 1);
   const auto coef_a = pair_half(coef, 0), coef_b = pair_half(coef, 1);
