@@ -149,7 +149,8 @@ int64_t composite_ops(int64_t n, int64_t d, const vicreg::VICRegLossOptions& o) 
   const auto meta = torch::TensorOptions().device(torch::kMeta);
   const auto za = torch::empty({n, d}, meta).requires_grad_(true);
   const auto zb = torch::empty({n, d}, meta).requires_grad_(true);
-  return vicreg::apps::count_aten_ops([&] { vicreg::functional::vicreg_loss(za, zb, o).backward(); });
+  return vicreg::apps::count_aten_ops(
+      [&] { vicreg::functional::vicreg_loss(za, zb, o).backward(); });
 }
 
 double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
