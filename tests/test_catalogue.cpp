@@ -186,6 +186,13 @@ void add_operator_rows(std::vector<Row>& rows) {
     return std::vector<at::Tensor>{torch::randn({2, 8, 4}), torch::zeros({1, 1, 4}),
                                    torch::ones({2, 1, 4}), torch::eye(4).expand({2, 4, 4}) * 1};
   }();
+  // The backward op on `saved` with saved tensor i replaced by t.
+  const auto backward_with = [=](int i, const at::Tensor& t) {
+    auto bad = saved;
+    bad[i] = t;
+    call_op("vicreg::_vicreg_fused_backward",
+            concat({zero, zero, zero, zero, bad}, fused_settings()));
+  };
   rows.push_back({"_vicreg_fused_backward op: an output gradient that is not 0-dim", [=] {
                     call_op("vicreg::_vicreg_fused_backward",
                             concat({torch::ones({2}), zero, zero, zero, saved}, fused_settings()));
@@ -196,10 +203,7 @@ void add_operator_rows(std::vector<Row>& rows) {
                                     saved}, fused_settings()));
                   }, "expected at least one output gradient, got none"});
   rows.push_back({"_vicreg_fused_backward op: an odd number of positions in Zc", [=] {
-                    auto bad = saved;
-                    bad[0] = torch::randn({3, 8, 4});
-                    call_op("vicreg::_vicreg_fused_backward",
-                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                    backward_with(0, torch::randn({3, 8, 4}));
                   }, "expected both centered views as one batch [2P, n, d], got [3, 8, 4]"});
   rows.push_back({"_vicreg_fused_backward op: wrong saved list", [=] {
                     call_op("vicreg::_vicreg_fused_backward",
@@ -207,10 +211,7 @@ void add_operator_rows(std::vector<Row>& rows) {
                                    fused_settings()));
                   }, "expected the 4 saved tensors of _vicreg_fused"});
   rows.push_back({"_vicreg_fused_backward op: saved matrix of the wrong size", [=] {
-                    auto bad = saved;
-                    bad[3] = torch::eye(8).expand({2, 8, 8}) * 1;
-                    call_op("vicreg::_vicreg_fused_backward",
-                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                    backward_with(3, torch::eye(8).expand({2, 8, 8}) * 1);
                   }, "saved tensor 3 must be [2, 4, 4] for Zc of [2, 8, 4], got [2, 8, 8]"});
   rows.push_back({"_vicreg_fused_backward_ op (in place): saved views that share memory", [=] {
                     std::vector<at::Tensor> shared;
@@ -220,10 +221,7 @@ void add_operator_rows(std::vector<Row>& rows) {
                             concat({zero, zero, zero, zero, shared}, fused_settings()));
                   }, "saved tensors 0 and 3 share memory; the in-place backward writes 3"});
   rows.push_back({"_vicreg_fused_backward op: saved views of one sample", [=] {
-                    auto bad = saved;
-                    bad[0] = torch::randn({2, 1, 4});
-                    call_op("vicreg::_vicreg_fused_backward",
-                            concat({zero, zero, zero, zero, bad}, fused_settings()));
+                    backward_with(0, torch::randn({2, 1, 4}));
                   }, "expected centered views of n >= 2 samples and d >= 1 features, got Zc of "
                      "[2, 1, 4]"});
   rows.push_back({"double backward through the fused backward", [] {
