@@ -45,13 +45,18 @@ double view_weight(const Settings& s) {
 // buffers of different sizes that alternate in a step keep their slots. Normal tensors even
 // under InferenceMode: a kept buffer may later be written by Gloo's worker threads, which run
 // outside it and refuse inference tensors.
+namespace {
+
+struct Slot {
+  Tensor buffer;
+  uint64_t used = 0;
+};
+thread_local std::array<Slot, 4> kept;
+
+}  // namespace
+
 Tensor workspace(int64_t numel, const at::TensorOptions& o) {
   if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
-  struct Slot {
-    Tensor buffer;
-    uint64_t used = 0;
-  };
-  thread_local std::array<Slot, 4> kept;
   thread_local uint64_t clock = 0;
   const c10::InferenceMode normal(false);
   const auto idle = [](const Slot& s) {
@@ -74,6 +79,13 @@ Tensor workspace(int64_t numel, const at::TensorOptions& o) {
   auto fresh = at::empty({numel}, o);
   if (free_slot != nullptr) *free_slot = {fresh, ++clock};
   return fresh.alias();
+}
+
+int64_t storage_holders(const Tensor& t) {
+  const auto& storage = t.storage();
+  int64_t held = 0;
+  for (const auto& s : kept) held += s.buffer.defined() && s.buffer.storage().is_alias_of(storage);
+  return storage.use_count() - held;
 }
 
 Tensor to_compute_dtype(const Tensor& z) {

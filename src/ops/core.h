@@ -42,6 +42,9 @@ using at::Tensor;
 /// buffers whose size repeats from step to step (the CPU backward's scratch, the distributed
 /// gathers); callers get an alias, so that every holder counts.
 Tensor workspace(int64_t numel, const at::TensorOptions& o);
+/// How many holders t's storage has, not counting this thread's kept workspace buffers (1: t's
+/// storage is its caller's alone to write over, as the in-place backward does).
+int64_t storage_holders(const Tensor& t);
 
 /// float16/bfloat16 are computed in float32; other dtypes as they are.
 Tensor to_compute_dtype(const Tensor& z);

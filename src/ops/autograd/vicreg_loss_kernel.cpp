@@ -27,8 +27,9 @@ constexpr const char* kNoDoubleBackward =
 //
 // The saved tensors are kept in ctx->saved_data, not as SavedVariables, so that the backward
 // can take them over: in eager mode, when the graph is not kept (no retain_graph) and nothing
-// else holds them (each is the only handle of its storage), it calls the in-place backward op,
-// which writes the gradients over Zc and allocates no [n, d] buffer. Otherwise (retain_graph, a
+// else holds them (each is the only handle of its storage, but for the calling thread's kept
+// workspace: ops::storage_holders), it calls the in-place backward op, which writes the
+// gradients over Zc and allocates no [n, d] buffer. Otherwise (retain_graph, a
 // caller of _vicreg_fused that kept `saved`, or tensors that PyTorch 2 is tracing, where the
 // graph's compiler plans the memory and an in-place op would only be functionalized back into
 // a copy) it calls the out-of-place op. In-place changes to a saved tensor between forward and
@@ -73,7 +74,7 @@ class VICRegFusedFunction : public torch::autograd::Function<VICRegFusedFunction
                   "vicreg_loss: a tensor saved by the fused forward (an output of "
                   "_vicreg_fused) was modified in place before the backward");
       ours = ours && !is_traced(saved[i]) && saved[i].use_count() == 1 &&
-             saved[i].storage().use_count() == 1;
+             storage_holders(saved[i]) == 1;
     }
     // No output was used (autograd's gradient checks call it so): the gradient is zero.
     const auto used = [](const Tensor& g) { return g.defined(); };

@@ -76,9 +76,9 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
   }
 }
 
-// The row loops of both passes, compiled twice (AVX2 and the baseline x86-64) and picked at
-// load time by the CPU (GCC's target_clones): the passes work in double, and AVX2 doubles the
-// values per instruction over the baseline's SSE2. Not under ThreadSanitizer: the clones'
+// The row loops of both passes, compiled for AVX-512, AVX2 and the baseline x86-64 and picked
+// at load time by the CPU (GCC's target_clones): the passes work in double, and each width
+// doubles the values per instruction over the one below. Not under ThreadSanitizer: the clones'
 // resolvers (IFUNCs) run while the dynamic loader relocates the library, before the TSan
 // runtime is up, and their instrumented entry crashes the program before main.
 #if defined(__SANITIZE_THREAD__)
@@ -90,7 +90,7 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
 #endif
 #if defined(__x86_64__) && !defined(VICREG_THREAD_SANITIZER) && \
     (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
-#define VICREG_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#define VICREG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VICREG_CPU_CLONES
 #endif
@@ -143,7 +143,9 @@ CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
   const int64_t P = a3.size(0), n = a3.size(1), d = a3.size(2);
   const int64_t blocks = (d + kBlock - 1) / kBlock;
   CenteredPair r;  // both views in one batch: a's P positions, then b's
-  r.zc = at::empty({2 * P, n, d}, a3.options());
+  // (a kept buffer: Zc becomes the gradient, which the caller drops after the step, so the
+  // next step writes the same pages instead of faulting in fresh ones)
+  r.zc = workspace(2 * P * n * d, a3.options()).view({2 * P, n, d});
   r.colsq = at::empty({2 * P, 1, d}, a3.options());
   r.mean_diff = at::empty({P, 1, d}, a3.options());
   std::vector<double> partial(P * blocks, 0.0);
@@ -233,8 +235,8 @@ inline void gradient_row(T* __restrict za, T* __restrict zb, const T* __restrict
   }
 }
 
-// Rows [begin, end) of a block (row strides: d for Zc, ld for the products), in AVX2 and
-// baseline clones as the passes of center_pair.
+// Rows [begin, end) of a block (row strides: d for Zc, ld for the products), in the clones of
+// the passes of center_pair.
 #define VICREG_GRADIENT_ROWS(T, kCoef, name)                                                     \
   VICREG_CPU_CLONES void name(T* za, T* zb, const T* pa, const T* pb, const T* ca, const T* cb, \
                               const T* md, T w, int64_t cols, int64_t d, int64_t ld,             \
