@@ -348,6 +348,13 @@ TEST(FusedBackward, RetainedGraphAndHeldSavedTensorsKeepTheirValues) {
       const auto taken = torch::autograd::grad({l3}, {za, zb});
       EXPECT_EQ(taken[0].data_ptr(), zc) << "the backward allocated a new gradient";
       EXPECT_LT(rel_error(taken[0], ref_a), 1e-10);
+      // Zc is a kept buffer of this thread (ops::workspace): while the caller holds the
+      // gradient written over it, the next steps must take other memory.
+      const auto kept = taken[0].clone();
+      for (int step = 0; step < 3; ++step) {
+        torch::autograd::grad({functional::vicreg_loss(zb, za, o)}, {za, zb});
+      }
+      EXPECT_TRUE(taken[0].equal(kept)) << "a later step wrote over a gradient still held";
     }
 
     saved2[0].mul_(2);
