@@ -136,10 +136,14 @@ PathResult measure_path(const torch::Tensor& za0, const torch::Tensor& zb0,
   PathResult r;
   r.seconds = median_seconds(step, dev);
   if (!dev.is_cuda() && counting) {
-    counting->reset_peak();
-    const int64_t base = counting->current();
-    step();
-    r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
+    // On a thread of its own: the CPU kernel keeps buffers per thread from step to step
+    // (ops::workspace), and a thread that has none yet counts them, as a user's first step does.
+    std::thread([&] {
+      counting->reset_peak();
+      const int64_t base = counting->current();
+      step();
+      r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
+    }).join();
   }
   return r;
 }
