@@ -288,7 +288,8 @@ TEST(Trainer, SmokeRunOnATinySubsetWritesItsOutputs) {
   fs::create_directories(out);
   const auto run = run_trainer(
       "--train-subset 256 --test-subset 128 --batch-size 64 --max-steps 3 --probe-iters 20"
-      " --proj-dims 64,64 --threads 2 --few-label-k 1,3 --few-label-draws 2 --out-dir " +
+      " --proj-dims 64,64 --encoder-widths 16,32,64 --threads 2 --few-label-k 1,3"
+      " --few-label-draws 2 --out-dir " +
           out.string(),
       out.string() + ".log");
   ASSERT_EQ(run.status, 0) << run.log;
