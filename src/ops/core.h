@@ -39,8 +39,8 @@ using at::Tensor;
 /// A 1-D buffer of `numel` elements kept on this thread between calls (on a CPU) and handed
 /// out again once nothing else holds it, as a caching allocator would: on a CPU a fresh buffer
 /// costs a page fault per 4 KiB written, which at small shapes costs more than the GEMMs. For
-/// buffers whose size repeats from step to step (the CPU backward's scratch, the distributed
-/// gathers); callers get an alias, so that every holder counts.
+/// buffers whose size repeats from step to step (the CPU forward's Zc, the CPU backward's
+/// scratch, the distributed gathers); callers get an alias, so that every holder counts.
 Tensor workspace(int64_t numel, const at::TensorOptions& o);
 /// How many holders t's storage has, not counting this thread's kept workspace buffers (1: t's
 /// storage is its caller's alone to write over, as the in-place backward does).
