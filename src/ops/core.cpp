@@ -38,8 +38,8 @@ double view_weight(const Settings& s) {
 
 // ---- layout ------------------------------------------------------------------------------
 
-// A few buffers per thread: the CPU backward's scratch and the two views' gathers of the
-// distributed loss. One is handed out again only when nothing else holds its storage (for the
+// A few buffers per thread: the CPU forward's Zc, the CPU backward's scratch and the two views'
+// gathers of the distributed loss. One is handed out again only when nothing else holds its storage (for the
 // gathers: the backward that used it has run, or its graph is gone, and Gloo's worker has
 // released it). A new size takes an empty slot, else the idle one used least recently, so that
 // buffers of different sizes that alternate in a step keep their slots. Normal tensors even
