@@ -266,6 +266,29 @@ TEST(CpuKernels, BlockedBackwardMatchesCompositeOnShapesOfSeveralBlocks) {
   }
 }
 
+// float32 views of at most 256 rows on the Gram path take the CPU kernel's own kernels for G and
+// G Zc (ops/cpu/gram.cpp): 4-row tiles, 16-float vectors, blocks of 64 columns. On shapes ragged
+// in each (n = 1, 2, 3 mod 4; d not a multiple of 16 or 64), with several positions, and at 256
+// rows (the most they take) and 257 (BLAS), the terms agree with the independent formula and
+// the gradients with autograd's, both in float64, to float32's rounding.
+TEST(CpuKernels, Float32GramKernelsMatchFloat64OnRaggedShapes) {
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{
+           {5, 37}, {7, 100}, {13, 130}, {62, 200}, {33, 2, 81}, {256, 530}, {257, 530}}) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    const auto za = spread_embeddings(shape, f32, 51), zb = spread_embeddings(shape, f32, 52);
+    const auto za64 = za.to(torch::kFloat64), zb64 = zb.to(torch::kFloat64);
+    const auto o = VICRegLossOptions::paper();
+    const auto cpu = run_fused_ops(za, zb, o, false);
+    const auto ref = reference_terms(za64, zb64, o);
+    EXPECT_LT(rel_error(cpu.loss.item<double>(), ref.loss), 1e-5);
+    EXPECT_LT(rel_error(cpu.cov.item<double>(), ref.cov), 1e-5);
+    const auto [ga, gb] = gradients(za64, zb64, with_backward(o, Backward::Autograd));
+    EXPECT_LT(rel_error(cpu.grad_a, ga), 1e-5);
+    EXPECT_LT(rel_error(cpu.grad_b, gb), 1e-5);
+  }
+}
+
 // The composite kernels are what CUDA runs, where each ATen op is at least one kernel launch, so
 // at small per-GPU shapes the launches set the time. On meta tensors vicreg_loss runs exactly
 // the composite kernels: one forward + backward (loss.backward() included) of [n, d] views

@@ -98,9 +98,10 @@ struct ViewStats {
   Tensor hinge;    ///< 0-dim
   Tensor offdiag;  ///< 0-dim sum_p sum_{i != j} M_ij^2 (unnormalized); undefined if !cov
 };
-/// `colsq` may be undefined (then it is computed here). With `covariance` false the matrix and
-/// offdiag are skipped.
-ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true);
+/// `colsq` may be undefined (then it is computed here), and so may `mat` (the matrix, when a
+/// kernel computed it). With `covariance` false the matrix and offdiag are skipped.
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true,
+                     Tensor mat = {});
 
 /// One rank's share of a view whose N rows are spread over ranks (the sharded loss): the
 /// view's zc holds this rank's rows, and its ViewStats hold the statistics of all N rows
@@ -144,10 +145,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tens
 Tensor pair_half(const Tensor& t, int v);
 
 /// The centered pair from which the fused forward is assembled (by the composite or the CPU
-/// kernel): Zc of both views [2P, n, d], their column sums of squares [2P, 1, d] (undefined:
-/// computed by the core), mean_a - mean_b [P, 1, d], and sum (Za - Zb)^2 (0-dim).
+/// kernel): Zc of both views [2P, n, d], their column sums of squares [2P, 1, d], mean_a -
+/// mean_b [P, 1, d], sum (Za - Zb)^2 (0-dim), and the matrix of the covariance term [2P, k, k]
+/// (colsq and mat may be undefined: then the core computes them).
 struct CenteredPair {
-  Tensor zc, colsq, mean_diff, sq_diff;
+  Tensor zc, colsq, mean_diff, sq_diff, mat;
 };
 
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the

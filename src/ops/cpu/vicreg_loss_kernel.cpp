@@ -4,7 +4,9 @@
 // temporaries (at n << d that work, not the GEMMs, bounds the fused path on a CPU),
 // accumulation in double, and a fixed summation order, so the results do not depend on the
 // number of threads. The statistics, the matrices and the weights come from the math core
-// (ops/core.h), as in the composite kernels. float16/bfloat16 inputs are computed in float32.
+// (ops/core.h), as in the composite kernels, except that on the Gram path float32 views of few
+// rows take the kernels of ops/cpu/gram.cpp (G's symmetric half, and G Zc fused with the
+// gradient) instead of BLAS. float16/bfloat16 inputs are computed in float32.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -14,10 +16,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "checks.h"
+#include "ops/cpu/gram.h"
+#include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
 namespace vicreg::ops {
@@ -26,22 +31,6 @@ namespace {
 using Tensor = at::Tensor;
 
 constexpr int64_t kBlock = 256;  // columns per task: accumulators stay in L1
-
-// double -> scalar_t as float arithmetic would round it: beyond the range, +-Inf. (A plain
-// static_cast of an out-of-range double to float is undefined behaviour; huge but finite
-// inputs, e.g. 1e30 squared, reach it. Found by the fuzzer.)
-// Written as selects without branches, so that the loops that call it vectorize; NaN passes.
-template <typename T>
-inline T saturate(double v) {
-  if constexpr (std::is_same_v<T, double>) {
-    return v;
-  } else {
-    constexpr double kMax = std::numeric_limits<T>::max();
-    constexpr T kInf = std::numeric_limits<T>::infinity();
-    const T in_range = static_cast<T>(v > kMax ? kMax : (v < -kMax ? -kMax : v));
-    return v > kMax ? kInf : (v < -kMax ? -kInf : in_range);
-  }
-}
 
 // The column loops of center_pair, over `w` columns of one row; pointers do not alias.
 // Pass 1 accumulates deviations from the block's first row (the shift): when the offset dwarfs
@@ -67,8 +56,8 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
                        T* __restrict oa, T* __restrict ob, double* __restrict sq_a,
                        double* __restrict sq_b, int64_t w) {
   for (int64_t j = 0; j < w; ++j) {
-    const T ca = saturate<T>((ra[j] - shift_a[j]) - rest_a[j]);
-    const T cb = saturate<T>((rb[j] - shift_b[j]) - rest_b[j]);
+    const T ca = cpu::saturate<T>((ra[j] - shift_a[j]) - rest_a[j]);
+    const T cb = cpu::saturate<T>((rb[j] - shift_b[j]) - rest_b[j]);
     oa[j] = ca;
     ob[j] = cb;
     sq_a[j] += static_cast<double>(ca) * ca;
@@ -76,24 +65,6 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
   }
 }
 
-// The row loops of both passes, compiled for AVX-512, AVX2 and the baseline x86-64 and picked
-// at load time by the CPU (GCC's target_clones): the passes work in double, and each width
-// doubles the values per instruction over the one below. Not under ThreadSanitizer: the clones'
-// resolvers (IFUNCs) run while the dynamic loader relocates the library, before the TSan
-// runtime is up, and their instrumented entry crashes the program before main.
-#if defined(__SANITIZE_THREAD__)
-#define VICREG_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VICREG_THREAD_SANITIZER 1
-#endif
-#endif
-#if defined(__x86_64__) && !defined(VICREG_THREAD_SANITIZER) && \
-    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
-#define VICREG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VICREG_CPU_CLONES
-#endif
 
 template <typename T>
 inline void accumulate_rows(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
@@ -177,7 +148,7 @@ CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
           rest_a[j] = acc_a[j] / static_cast<double>(n);
           rest_b[j] = acc_b[j] / static_cast<double>(n);
           md_out[p * d + j0 + j] =
-              saturate<scalar_t>((shift_a[j] - shift_b[j]) + (rest_a[j] - rest_b[j]));
+              cpu::saturate<scalar_t>((shift_a[j] - shift_b[j]) + (rest_a[j] - rest_b[j]));
           task_sq += sq_d[j];
           acc_a[j] = acc_b[j] = 0;  // reused for the column sums of squares
         }
@@ -185,8 +156,8 @@ CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
         pass2(a_p, b_p, sa1, sb1, n, shift_a, shift_b, rest_a, rest_b, za + p * n * d + j0,
               zb + p * n * d + j0, d, acc_a, acc_b, w);
         for (int64_t j = 0; j < w; ++j) {
-          qa_out[p * d + j0 + j] = saturate<scalar_t>(acc_a[j]);
-          qb_out[p * d + j0 + j] = saturate<scalar_t>(acc_b[j]);
+          qa_out[p * d + j0 + j] = cpu::saturate<scalar_t>(acc_a[j]);
+          qb_out[p * d + j0 + j] = cpu::saturate<scalar_t>(acc_b[j]);
         }
       }
     });
@@ -194,7 +165,7 @@ CenteredPair center_pair(const Tensor& a3_in, const Tensor& b3_in) {
   double total = 0;
   for (double v : partial) total += v;  // fixed order: deterministic
   r.sq_diff = at::scalar_tensor(
-      a3.scalar_type() == at::kFloat ? static_cast<double>(saturate<float>(total)) : total,
+      a3.scalar_type() == at::kFloat ? static_cast<double>(cpu::saturate<float>(total)) : total,
       a3.options());
   return r;
 }
@@ -203,7 +174,12 @@ FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) 
   checks::loss_call("vicreg_loss", z_a, z_b, s);
   const auto za = as_positions(to_compute_dtype(z_a));
   const auto zb = as_positions(to_compute_dtype(z_b));
-  return vicreg_forward(center_pair(za, zb), s);
+  auto pair = center_pair(za, zb);
+  const int64_t n = za.size(1), d = za.size(2);
+  if (use_gram(n, d) && n <= cpu::kMaxGramRows && za.scalar_type() == at::kFloat) {
+    pair.mat = cpu::gram_matrices(pair.zc);
+  }
+  return vicreg_forward(std::move(pair), s);
 }
 
 // The backward is computed in place, over the saved tensors, block by block: a block of the
@@ -216,25 +192,6 @@ FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) 
 // diagonal of M, so the elementwise part is the invariance term alone.
 constexpr int64_t kScratchBytes = 1 << 21;  // per view: the product's block stays in L2/L3
 
-// One row of a block: ga = pa + za * ca + inv, gb = pb + zb * cb - inv, inv = w (za - zb + md),
-// written over za and zb (ca, cb unused without kCoef). Pointers do not alias.
-template <bool kCoef, typename T>
-inline void gradient_row(T* __restrict za, T* __restrict zb, const T* __restrict pa,
-                         const T* __restrict pb, const T* __restrict ca, const T* __restrict cb,
-                         const T* __restrict md, T w, int64_t width) {
-  for (int64_t j = 0; j < width; ++j) {
-    const T a = za[j], b = zb[j];
-    const T inv = w * (a - b + md[j]);
-    if constexpr (kCoef) {
-      za[j] = pa[j] + a * ca[j] + inv;
-      zb[j] = pb[j] + b * cb[j] - inv;
-    } else {
-      za[j] = pa[j] + inv;
-      zb[j] = pb[j] - inv;
-    }
-  }
-}
-
 // Rows [begin, end) of a block (row strides: d for Zc, ld for the products), in the clones of
 // the passes of center_pair.
 #define VICREG_GRADIENT_ROWS(T, kCoef, name)                                                     \
@@ -242,8 +199,8 @@ inline void gradient_row(T* __restrict za, T* __restrict zb, const T* __restrict
                               const T* md, T w, int64_t cols, int64_t d, int64_t ld,             \
                               int64_t begin, int64_t end) {                                      \
     for (int64_t i = begin; i < end; ++i) {                                                      \
-      gradient_row<kCoef>(za + i * d, zb + i * d, pa + i * ld, pb + i * ld, ca, cb, md, w,      \
-                          cols);                                                                 \
+      cpu::gradient_row<kCoef>(za + i * d, zb + i * d, pa + i * ld, pb + i * ld, ca, cb, md, w, \
+                               cols);                                                            \
     }                                                                                            \
   }
 VICREG_GRADIENT_ROWS(float, true, gradient_rows_coef)
@@ -268,7 +225,7 @@ void gradient_block(const Tensor& zc_a, const Tensor& zc_b, const Tensor& prod_a
     const scalar_t* ca = kCoef ? coef_a.data_ptr<scalar_t>() + p * d + c0 : nullptr;
     const scalar_t* cb = kCoef ? coef_b.data_ptr<scalar_t>() + p * d + c0 : nullptr;
     const scalar_t* md = mean_diff.data_ptr<scalar_t>() + p * d + c0;
-    const scalar_t ws = saturate<scalar_t>(w);
+    const scalar_t ws = cpu::saturate<scalar_t>(w);
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1));
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
       if constexpr (kCoef) {
@@ -310,6 +267,10 @@ void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTens
   mat.mul_(w.offdiag * 4.0);
   if (!gram) mat.diagonal(0, 1, 2).copy_(coef.squeeze(1));  // M's zero diagonal: the coefficients
   const double w_inv = w.inv.item<double>();
+  if (gram && n <= cpu::kMaxGramRows && zc.scalar_type() == at::kFloat) {
+    cpu::gram_backward_(zc, mat, coef, saved[kMeanDiff], cpu::saturate<float>(w_inv));
+    return;
+  }
   const int64_t per_view = std::max<int64_t>(kScratchBytes / zc.element_size(), 1);
   // (blocks of at least 16 columns or rows, or all there are)
   const int64_t cols = gram ? std::clamp<int64_t>(per_view / n, std::min<int64_t>(16, d), d) : d;
