@@ -4,7 +4,7 @@
 //
 // Matmul floor for views [n, d]: the least GEMM work, per view, is one k x k product and one
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
-// otherwise); the floor is the time torch::mm takes for those four GEMMs in this process.
+// otherwise); the floor is the time torch::mm_out takes for those four GEMMs in this process.
 //
 // ATen ops: one forward + backward of each path on meta tensors, which run the composite
 // kernels (what CUDA and the other backends run, a kernel launch or more per op), counted
@@ -162,13 +162,16 @@ double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
   const auto zc = torch::randn({n, d}, opts);
   const int64_t k = std::min(n, d);
   const auto kk = torch::randn({k, k}, opts);
+  // (into kept outputs: a fresh [n, d] output would add page faults, more or fewer as the
+  // allocator's state drifts over the run, to what is meant to be GEMM time alone)
+  auto mat = torch::empty({k, k}, opts), back = torch::empty({n, d}, opts);
   auto gemms = [&] {
     if (n <= d) {
-      auto g = torch::mm(zc, zc.t());
-      auto back = torch::mm(kk, zc);
+      torch::mm_out(mat, zc, zc.t());
+      torch::mm_out(back, kk, zc);
     } else {
-      auto c = torch::mm(zc.t(), zc);
-      auto back = torch::mm(zc, kk);
+      torch::mm_out(mat, zc.t(), zc);
+      torch::mm_out(back, zc, kk);
     }
   };
   return 2 * median_seconds(gemms, dev);  // two views
