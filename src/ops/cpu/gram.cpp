@@ -93,8 +93,8 @@ VICREG_GRAM_INLINE F16 lane_sums(const F16 (&v)[16]) {
 }
 
 // acc[4a + b] += the products of rows xa and yb over columns [c0, c1).
-VICREG_GRAM_INLINE void tile_products(const float* const (&x)[4], const float* const (&y)[4], int64_t c0,
-                          int64_t c1, F16 (&acc)[16]) {
+VICREG_GRAM_INLINE void tile_products(const float* const (&x)[4], const float* const (&y)[4],
+                                      int64_t c0, int64_t c1, F16 (&acc)[16]) {
   int64_t c = c0;
   for (; c + 16 <= c1; c += 16) {
     const F16 x0 = load16(x[0] + c), x1 = load16(x[1] + c), x2 = load16(x[2] + c),
@@ -118,7 +118,8 @@ VICREG_GRAM_INLINE void tile_products(const float* const (&x)[4], const float* c
 
 // Rows i0 .. i0+3 of G against the rows j >= i0 (z: [n, d], contiguous), written to g [n, n] at
 // (i, j) and (j, i). acc: scratch for ceil(n / 4) tiles of 16 accumulators.
-VICREG_GRAM_INLINE void gram_tile_row(const float* z, int64_t n, int64_t d, int64_t i0, F16* acc, float* g) {
+VICREG_GRAM_INLINE void gram_tile_row(const float* z, int64_t n, int64_t d, int64_t i0, F16* acc,
+                                      float* g) {
   const int64_t tiles = (n + 3) / 4, t0 = i0 / 4;
   const auto row = [&](int64_t i) { return z + std::min(i, n - 1) * d; };  // (past n: unused)
   const float* const x[4] = {row(i0), row(i0 + 1), row(i0 + 2), row(i0 + 3)};
@@ -146,9 +147,6 @@ VICREG_GRAM_INLINE void gram_tile_row(const float* z, int64_t n, int64_t d, int6
   }
 }
 
-// prod [n, kProductCols] = m [n, n] x the w <= kProductCols columns of z [n, .] (row stride
-// ld) that start at z: rows of 4 x 4 vector accumulators, each a broadcast of m times a row
-// of the block. Columns past w are zero (and unused).
 // The 16 values at p, or (not kFull) the first `left` of them (none if left <= 0), the rest zero.
 template <bool kFull>
 VICREG_GRAM_INLINE F16 load_upto(const float* p, int64_t left) {
@@ -159,6 +157,9 @@ VICREG_GRAM_INLINE F16 load_upto(const float* p, int64_t left) {
   }
 }
 
+// prod [n, kProductCols] = m [n, n] x the w <= kProductCols columns of z [n, .] (row stride
+// ld) that start at z: rows of 4 x 4 vector accumulators, each a broadcast of m times a row
+// of the block. Columns past w are zero (and unused).
 template <bool kFull>
 VICREG_GRAM_INLINE void gram_times_rows(const float* m, const float* z, int64_t n, int64_t ld,
                                         int64_t w, float* prod) {
@@ -178,7 +179,9 @@ VICREG_GRAM_INLINE void gram_times_rows(const float* m, const float* z, int64_t 
       acc[12] += s3 * y0, acc[13] += s3 * y1, acc[14] += s3 * y2, acc[15] += s3 * y3;
     }
     for (int a = 0; a < 4 && i0 + a < n; ++a) {
-      for (int v = 0; v < 4; ++v) store16(prod + (i0 + a) * kProductCols + 16 * v, acc[4 * a + v]);
+      for (int v = 0; v < 4; ++v) {
+        store16(prod + (i0 + a) * kProductCols + 16 * v, acc[4 * a + v]);
+      }
     }
   }
 }
