@@ -28,7 +28,7 @@ struct TrainConfig {
   std::string proj_dims = "1024,1024";      ///< projector (expander) sizes
   // Training.
   // The default recipe: src/apps/README.md ("the recipes tried") says why these values.
-  int64_t epochs = 4;
+  int64_t epochs = 5;
   int64_t batch_size = 64;
   int64_t max_steps = 0;  ///< 0: no limit
   double lr = 2e-3;
@@ -50,7 +50,7 @@ struct TrainConfig {
   /// are left out (with a note) instead of failing the run.
   bool few_label_k_set = false;
   int64_t few_label_draws = 5;           ///< draws of the labelled images per k
-  int64_t curve_every = 250;  ///< steps between learning-curve points (0: no curve)
+  int64_t curve_every = 500;  ///< steps between learning-curve points (0: no curve)
   // Checkpoints and comparisons.
   int64_t checkpoint_every = 0;  ///< steps between checkpoints (0: once per epoch)
   std::string resume;            ///< a run directory to continue (or, with eval_only, evaluate)
