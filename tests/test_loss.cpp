@@ -268,13 +268,15 @@ TEST(CpuKernels, BlockedBackwardMatchesCompositeOnShapesOfSeveralBlocks) {
 
 // float32 views of at most 256 rows on the Gram path take the CPU kernel's own kernels for G and
 // G Zc (ops/cpu/gram.cpp): 4-row tiles, 16-float vectors, blocks of 64 columns. On shapes ragged
-// in each (n = 1, 2, 3 mod 4; d not a multiple of 16 or 64), with several positions, and at 256
-// rows (the most they take) and 257 (BLAS), the terms agree with the independent formula and
-// the gradients with autograd's, both in float64, to float32's rounding.
+// in each (n = 1, 2, 3 mod 4; d not a multiple of 16 or 64, or below 16), whole blocks only,
+// several positions, and 256 rows (the most they take) against 257 (BLAS), the terms agree with
+// the independent formula and the gradients with autograd's, both in float64, to float32's
+// rounding.
 TEST(CpuKernels, Float32GramKernelsMatchFloat64OnRaggedShapes) {
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
   for (const auto& shape : std::vector<std::vector<int64_t>>{
-           {5, 37}, {7, 100}, {13, 130}, {62, 200}, {33, 2, 81}, {256, 530}, {257, 530}}) {
+           {2, 3}, {3, 5}, {4, 9}, {5, 37}, {7, 100}, {13, 130}, {20, 128}, {62, 200},
+           {33, 2, 81}, {256, 530}, {257, 530}}) {
     SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
     const auto za = spread_embeddings(shape, f32, 51), zb = spread_embeddings(shape, f32, 52);
     const auto za64 = za.to(torch::kFloat64), zb64 = zb.to(torch::kFloat64);

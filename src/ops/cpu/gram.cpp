@@ -27,6 +27,16 @@
 // AVX-512; the functions that return one are always inlined, so no call passes one.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+// (__has_builtin is tested apart from its use: a compiler without it cannot parse the call.)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define VICREG_HAS_SHUFFLEVECTOR 1
+#endif
+#endif
+#ifndef VICREG_HAS_SHUFFLEVECTOR
+#define VICREG_HAS_SHUFFLEVECTOR 0
+#endif
+
 namespace vicreg::ops::cpu {
 namespace {
 
@@ -59,7 +69,7 @@ VICREG_GRAM_INLINE F16 load_first(const float* p, int64_t m) {  // m < 16 values
 // Lane t of the result: the sum of the 16 lanes of v[t]. A transpose-and-add in four levels
 // (15 adds, 30 shuffles for 16 sums; one horizontal sum each would take 64 adds and shuffles).
 VICREG_GRAM_INLINE F16 lane_sums(const F16 (&v)[16]) {
-#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
+#if VICREG_HAS_SHUFFLEVECTOR
   F16 a[8], b[4], c[2];
   for (int t = 0; t < 8; ++t) {  // lanes 0-7: v[2t]'s halves added; 8-15: v[2t+1]'s
     a[t] = __builtin_shufflevector(v[2 * t], v[2 * t + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18,
@@ -205,6 +215,8 @@ VICREG_CPU_CLONES void gram_rows(const float* z, int64_t n, int64_t d, int64_t i
 // A task is one view's 4 rows of G against the rows below them; tasks are ordered long, short,
 // long, ... so that each thread's contiguous share of them holds about as much work.
 at::Tensor gram_matrices(const Tensor& zc) {
+  TORCH_INTERNAL_ASSERT(zc.dim() == 3 && zc.scalar_type() == at::kFloat && zc.is_contiguous() &&
+                        zc.size(1) <= kMaxGramRows);
   const int64_t B = zc.size(0), n = zc.size(1), d = zc.size(2), tiles = (n + 3) / 4;
   auto g = at::empty({B, n, n}, zc.options());
   const float* z = zc.data_ptr<float>();
@@ -241,6 +253,10 @@ VICREG_CPU_CLONES void gram_gradient_block(float* za, float* zb, const float* ma
 // alone, into a buffer of the task's own, and the gradient is then written over the block.
 void gram_backward_(const Tensor& zc, const Tensor& mat, const Tensor& coef,
                     const Tensor& mean_diff, float w) {
+  for (const auto* t : {&zc, &mat, &coef, &mean_diff}) {
+    TORCH_INTERNAL_ASSERT(t->dim() == 3 && t->scalar_type() == at::kFloat && t->is_contiguous());
+  }
+  TORCH_INTERNAL_ASSERT(zc.size(1) <= kMaxGramRows && mat.size(1) == zc.size(1));
   const int64_t P = zc.size(0) / 2, n = zc.size(1), d = zc.size(2);
   const int64_t blocks = (d + kProductCols - 1) / kProductCols;
   float* z = zc.data_ptr<float>();

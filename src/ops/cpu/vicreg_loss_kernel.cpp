@@ -65,7 +65,6 @@ inline void center_row(const T* __restrict ra, const T* __restrict rb,
   }
 }
 
-
 template <typename T>
 inline void accumulate_rows(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
                             const double* shift_a, const double* shift_b, double* sum_a,
