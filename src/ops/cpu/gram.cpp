@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "ops/core.h"
 #include "ops/cpu/loops.h"
 
 // GCC notes, where it emits the clones, that returning a 64-byte vector changes the ABI without
@@ -211,6 +212,10 @@ VICREG_CPU_CLONES void gram_rows(const float* z, int64_t n, int64_t d, int64_t i
 }
 
 }  // namespace
+
+bool gram_kernels_apply(int64_t n, int64_t d, at::ScalarType dtype) {
+  return use_gram(n, d) && n <= kMaxGramRows && dtype == at::kFloat;
+}
 
 // A task is one view's 4 rows of G against the rows below them; tasks are ordered long, short,
 // long, ... so that each thread's contiguous share of them holds about as much work.

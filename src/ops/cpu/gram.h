@@ -10,6 +10,10 @@ namespace vicreg::ops::cpu {
 
 constexpr int64_t kMaxGramRows = 256;  // beyond, BLAS measured faster (src/ops/README.md)
 
+/// Whether views [., n, d] of this dtype take these kernels: the Gram path, float32, at most
+/// kMaxGramRows rows.
+bool gram_kernels_apply(int64_t n, int64_t d, at::ScalarType dtype);
+
 /// G = Zc Zc^T [B, n, n] of each of the B views of zc [B, n, d] (float32, contiguous,
 /// n <= kMaxGramRows).
 at::Tensor gram_matrices(const at::Tensor& zc);

@@ -15,9 +15,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <memory>
-#include <type_traits>
 #include <vector>
 
 #include "checks.h"
@@ -174,8 +171,7 @@ FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) 
   const auto za = as_positions(to_compute_dtype(z_a));
   const auto zb = as_positions(to_compute_dtype(z_b));
   auto pair = center_pair(za, zb);
-  const int64_t n = za.size(1), d = za.size(2);
-  if (use_gram(n, d) && n <= cpu::kMaxGramRows && za.scalar_type() == at::kFloat) {
+  if (cpu::gram_kernels_apply(za.size(1), za.size(2), za.scalar_type())) {
     pair.mat = cpu::gram_matrices(pair.zc);
   }
   return vicreg_forward(std::move(pair), s);
@@ -266,7 +262,7 @@ void fused_backward_inplace_cpu(const OptionalTensor& g_loss, const OptionalTens
   mat.mul_(w.offdiag * 4.0);
   if (!gram) mat.diagonal(0, 1, 2).copy_(coef.squeeze(1));  // M's zero diagonal: the coefficients
   const double w_inv = w.inv.item<double>();
-  if (gram && n <= cpu::kMaxGramRows && zc.scalar_type() == at::kFloat) {
+  if (cpu::gram_kernels_apply(n, d, zc.scalar_type())) {
     cpu::gram_backward_(zc, mat, coef, saved[kMeanDiff], cpu::saturate<float>(w_inv));
     return;
   }
