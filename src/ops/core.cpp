@@ -39,12 +39,12 @@ double view_weight(const Settings& s) {
 // ---- layout ------------------------------------------------------------------------------
 
 // A few buffers per thread: the CPU forward's Zc, the CPU backward's scratch and the two views'
-// gathers of the distributed loss. One is handed out again only when nothing else holds its storage (for the
-// gathers: the backward that used it has run, or its graph is gone, and Gloo's worker has
-// released it). A new size takes an empty slot, else the idle one used least recently, so that
-// buffers of different sizes that alternate in a step keep their slots. Normal tensors even
-// under InferenceMode: a kept buffer may later be written by Gloo's worker threads, which run
-// outside it and refuse inference tensors.
+// gathers of the distributed loss. One is handed out again only when nothing else holds its
+// storage (for the gathers: the backward that used it has run, or its graph is gone, and Gloo's
+// worker has released it). A new size takes an empty slot, else the idle one used least
+// recently, so that buffers of different sizes that alternate in a step keep their slots.
+// Normal tensors even under InferenceMode: a kept buffer may later be written by Gloo's worker
+// threads, which run outside it and refuse inference tensors.
 namespace {
 
 struct Slot {
