@@ -124,8 +124,8 @@ void fused_backward_args(const c10::optional<at::Tensor>& g_loss,
   }
   TORCH_CHECK(given > 0, fn, ": expected at least one output gradient, got none");
   TORCH_CHECK(saved.size() == ops::kNumSaved, fn,
-              ": expected the 4 saved tensors of _vicreg_fused (zc, mean_diff, colsq, mat), got ",
-              saved.size());
+              ": expected the 4 saved tensors of _vicreg_fused (zc, mean_diff, colsq, product), "
+              "got ", saved.size());
   for (const auto& t : saved) TORCH_CHECK(t.defined(), fn, ": a saved tensor is undefined");
   const auto& zc = saved[ops::kZc];
   TORCH_CHECK(zc.dim() == 3 && ops::size_of(zc, 0) % 2 == 0 && ops::size_of(zc, 0) > 0, fn,
@@ -134,14 +134,24 @@ void fused_backward_args(const c10::optional<at::Tensor>& g_loss,
               ": expected centered views of n >= 2 samples and d >= 1 features, got Zc of ",
               sizes_of(zc));
   const auto P2 = ops::size_of(zc, 0), n = ops::size_of(zc, 1), d = ops::size_of(zc, 2);
-  const auto k = ops::use_gram(n, d) ? n : d;
   const std::pair<int, ops::Shape> expected[] = {{ops::kMeanDiff, {P2 / 2, 1, d}},
                                                  {ops::kColsq, {P2, 1, d}},
-                                                 {ops::kMat, {P2, k, k}}};
+                                                 {ops::kProduct, {P2, n, d}}};
   for (const auto& [i, shape] : expected) {
     TORCH_CHECK(ops::shape_of(saved[i]) == shape, fn, ": saved tensor ", i, " must be ",
                 c10::ArrayRef<ops::Dim>(shape), " for Zc of ", sizes_of(zc), ", got ",
                 sizes_of(saved[i]));
+  }
+  // (a 0-dim CPU gradient would pass TensorIterator's CPU-scalar rule on CUDA, but not BLAS or
+  // the meta device: one rule for every device)
+  for (const auto& t : saved) {
+    TORCH_CHECK(t.device() == zc.device(), fn, ": expected every saved tensor on ", zc.device(),
+                " (Zc's device), got one on ", t.device());
+  }
+  for (const auto* g : {&g_loss, &g_inv, &g_var, &g_cov}) {
+    if (!g->has_value() || !(*g)->defined()) continue;
+    TORCH_CHECK((*g)->device() == zc.device(), fn, ": expected the output gradients on ",
+                zc.device(), " (the saved tensors' device), got one on ", (*g)->device());
   }
 }
 

@@ -159,12 +159,11 @@ TEST(Distributed, ShardedLossTakesBothPathsAndLocalFeatures) {
   }
 }
 
-// The Gram path's gather buffer is kept on each rank's thread from one call to the next and
-// handed out again only when no graph holds it. Calls under InferenceMode (where Gloo's worker
-// threads, outside it, must still write), a second loss taken while the first graph is alive,
-// calls after both backwards (which reuse the buffers) and a call while a graph is retained all
-// equal the single process.
-TEST(Distributed, ShardedLossReusesItsGatherBufferOnlyOnceTheGraphReleasedIt) {
+// Each graph of the sharded loss keeps its own gathered rows (saved for the backward) on the
+// Gram path. Calls under InferenceMode (where Gloo's worker threads, outside it, must still
+// write), a second loss taken while the first graph is alive, calls after both backwards and a
+// call while a graph is retained all equal the single process.
+TEST(Distributed, ShardedLossInterleavedAndRetainedGraphsEqualSingleProcess) {
   const std::vector<int64_t> rows{5, 7};
   const auto off = offsets_of(rows);
   const int64_t N = off.back();

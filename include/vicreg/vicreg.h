@@ -3,6 +3,7 @@
 // The TorchScript helpers (vicreg::script) are in "vicreg/script.h", which pulls in the
 // TorchScript frontend headers: include it where you use them.
 
+#include "vicreg/cpu.h"
 #include "vicreg/export.h"
 #include "vicreg/functional.h"
 #include "vicreg/loss.h"

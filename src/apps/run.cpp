@@ -82,7 +82,9 @@ std::vector<ResultRow> run_one(const TrainConfig& c) {
   fmt::print("data: {} train / {} test images from {}\nloss: {}\nthreads: {} (OpenMP: {}, BLAS: {})\n",
              train.images.size(0), test.images.size(0), c.data_dir, c10::str(*criterion),
              torch::get_num_threads(), openmp_runtime(), blas_threading());
-  if (const auto note = openmp_note(); !note.empty()) fmt::print("{}\n", note);
+  for (const auto& note : {openmp_note(), openblas_note()}) {
+    if (!note.empty()) fmt::print("{}\n", note);
+  }
   if (ranks.world > 1) fmt::print("data parallel: rank {} of {}\n", ranks.rank, ranks.world);
   Models m = build_models(c);
   RunFacts f;

@@ -6,7 +6,7 @@
 //     OMP_WAIT_POLICY at startup. The programs link LLVM's libomp (Debian's libomp5, which
 //     implements libgomp's ABI) ahead of LibTorch, so LibTorch's parallel regions run on it, and
 //     make its idle threads sleep at once with its documented kmp_set_blocktime(0);
-//   - OpenBLAS's worker threads, made to sleep when idle too (configure_openblas);
+//   - a note when OpenBLAS's worker threads will spin (openblas_note);
 //   - the allocator tuning behind --keep-freed-memory;
 //   - which BLAS threading libblas.so.3 resolved to, for the programs' headers.
 
@@ -22,10 +22,6 @@
 extern "C" int openblas_get_parallel(void) __attribute__((weak));
 // LLVM libomp: how long (ms) an idle thread spins before it sleeps (default 200).
 extern "C" void kmp_set_blocktime(int msec) __attribute__((weak));
-// OpenBLAS: re-read its environment variables; stop its worker threads (started again, with
-// the settings read, at the next threaded BLAS call; what its fork handler does).
-extern "C" void openblas_read_env(void) __attribute__((weak));
-extern "C" int blas_thread_shutdown_(void) __attribute__((weak));
 
 namespace vicreg::apps {
 
@@ -63,28 +59,8 @@ inline void configure_openmp() {
   if (openmp_runtime().rfind("libomp", 0) == 0) kmp_set_blocktime(0);
 }
 
-/// OpenBLAS's pthreads build (Debian's default BLAS) keeps its worker threads spinning, calling
-/// sched_yield, for 2^28 cycles (about 0.1 s) after each threaded BLAS call; between the loss's
-/// GEMMs that spinning takes the cores from every other thread (measured in src/apps/README.md,
-/// "Threads and memory"). OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's documented variable: spin 2^4 cycles,
-/// then sleep) stops it; OpenBLAS reads it when it starts its threads, so this sets it (unless
-/// the user did), has OpenBLAS read it again and restarts the threads. Call it first in main().
-inline void configure_openblas() {
-  if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr || openblas_read_env == nullptr ||
-      blas_thread_shutdown_ == nullptr || openblas_get_parallel == nullptr ||
-      openblas_get_parallel() != 1) {
-    return;
-  }
-  setenv("OPENBLAS_THREAD_TIMEOUT", "4", /*overwrite=*/0);
-  openblas_read_env();
-  blas_thread_shutdown_();
-}
-
-/// What every program sets up first: idle OpenMP and OpenBLAS threads sleep at once.
-inline void configure_threads() {
-  configure_openmp();
-  configure_openblas();
-}
+/// What every program sets up first: idle OpenMP threads sleep at once.
+inline void configure_threads() { configure_openmp(); }
 
 /// A one-line note for the user when idle OpenMP threads still spin (LibTorch on GNU libgomp
 /// and no OMP_WAIT_POLICY), else "".
@@ -94,6 +70,21 @@ inline std::string openmp_note() {
   return "note: LibTorch's OpenMP threads (" + rt +
          ") spin while idle, which made training up to 9x slower on a busy machine: run with "
          "OMP_WAIT_POLICY=PASSIVE (src/apps/README.md, \"Threads and memory\")";
+}
+
+/// A one-line note for the user when OpenBLAS's worker threads will spin: its pthreads build
+/// (Debian's default BLAS) keeps them spinning, calling sched_yield, for about 0.1 s after each
+/// threaded BLAS call, which takes the cores from every other thread. OpenBLAS reads its
+/// documented OPENBLAS_THREAD_TIMEOUT (4: spin 2^4 cycles, then sleep) when the library loads,
+/// before main(), so only the user can set it. Else "".
+inline std::string openblas_note() {
+  if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr || openblas_get_parallel == nullptr ||
+      openblas_get_parallel() != 1) {
+    return "";
+  }
+  return "note: OpenBLAS's idle threads spin for a while after each matrix product, which costs "
+         "system time and slows other work on the machine: run with OPENBLAS_THREAD_TIMEOUT=4 "
+         "(src/apps/README.md, \"Threads and memory\")";
 }
 
 /// The BLAS that libblas.so.3 resolved to: "OpenBLAS (OpenMP)", "OpenBLAS (pthreads)",

@@ -57,8 +57,8 @@ int main(int argc, char** argv) {
                "(default on)");
   CLI11_PARSE(app, argc, argv);
   if (keep_freed) vicreg::apps::keep_freed_memory();
-  if (const auto note = vicreg::apps::openmp_note(); !note.empty()) {
-    fmt::print(stderr, "{}\n", note);
+  for (const auto& note : {vicreg::apps::openmp_note(), vicreg::apps::openblas_note()}) {
+    if (!note.empty()) fmt::print(stderr, "{}\n", note);
   }
   try {
     torch::set_num_threads(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency()));

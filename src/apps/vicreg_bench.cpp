@@ -6,15 +6,15 @@
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
 // otherwise); the floor is the time torch::mm_out takes for those four GEMMs in this process.
 //
-// ATen ops: one forward + backward of each path on meta tensors, which run the composite
-// kernels (what CUDA and the other backends run, a kernel launch or more per op), counted
-// with a RecordFunction callback (op_count.h).
-//
 // Memory bound: beyond its GEMMs the hand-written path must at least read both views once and
 // write their centered copies (saved for the backward) once: 16 n d bytes in float32, the
 // traffic of one copy of both views. `bound` = floor + the time of that copy, measured here on
 // a buffer of the same size (so it runs at the cache level that size fits in): no
 // implementation of this design can beat it, and fused/bound says how far a shape is from it.
+//
+// CPU capabilities: the fused path's own loops are compiled for several instruction sets
+// (vicreg/cpu.h); --cpu-capability all measures the fused path under each one this CPU runs,
+// a row each, beside the same floor and autograd times.
 //
 // --distributed: the loss across ranks, one process per rank started with torchrun's
 // environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), --shape giving each rank's rows.
@@ -30,6 +30,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,7 +39,6 @@
 #include <functional>
 #include <thread>
 
-#include "op_count.h"
 #include "runtime.h"
 #include "vicreg/vicreg.h"
 #ifdef VICREG_WITH_DISTRIBUTED
@@ -136,25 +136,12 @@ PathResult measure_path(const torch::Tensor& za0, const torch::Tensor& zb0,
   PathResult r;
   r.seconds = median_seconds(step, dev);
   if (!dev.is_cuda() && counting) {
-    // On a thread of its own: the CPU kernel keeps buffers per thread from step to step
-    // (ops::workspace), and a thread that has none yet counts them, as a user's first step does.
-    std::thread([&] {
-      counting->reset_peak();
-      const int64_t base = counting->current();
-      step();
-      r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
-    }).join();
+    counting->reset_peak();
+    const int64_t base = counting->current();
+    step();
+    r.peak_mib = static_cast<double>(counting->peak() - base) / (1 << 20);
   }
   return r;
-}
-
-// ATen ops of one forward + backward of the loss on meta tensors [n, d].
-int64_t composite_ops(int64_t n, int64_t d, const vicreg::VICRegLossOptions& o) {
-  const auto meta = torch::TensorOptions().device(torch::kMeta);
-  const auto za = torch::empty({n, d}, meta).requires_grad_(true);
-  const auto zb = torch::empty({n, d}, meta).requires_grad_(true);
-  return vicreg::apps::count_aten_ops(
-      [&] { vicreg::functional::vicreg_loss(za, zb, o).backward(); });
 }
 
 double matmul_floor(int64_t n, int64_t d, const torch::Device& dev) {
@@ -183,6 +170,18 @@ double copy_seconds(int64_t n, int64_t d, const torch::Device& dev) {
   const auto src = torch::randn({2, n, d}, opts);
   auto dst = torch::empty_like(src);
   return median_seconds([&] { dst.copy_(src); }, dev);
+}
+
+// The CPU's model name (/proc/cpuinfo), for the table's header: speed figures name their CPU.
+std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  return "unknown";
 }
 
 double cpu_seconds(bool system) {
@@ -285,6 +284,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0: all cores)")->capture_default_str();
   app.add_option("--shape", grid, "n x d shapes to measure")->capture_default_str();
   app.add_option("--json", json_path, "where to write the results")->capture_default_str();
+  std::vector<std::string> capabilities;
+  app.add_option("--cpu-capability", capabilities,
+                 "CPU capabilities to run the fused path with: avx512, avx2, default, or all "
+                 "(every one this CPU runs); default: the one chosen (VICREG_CPU_CAPABILITY or "
+                 "the widest)");
   bool distributed = false;
   app.add_flag("--distributed", distributed,
                "this process is one rank (torchrun's environment): replicated against sharded "
@@ -301,26 +305,36 @@ int main(int argc, char** argv) {
     counting = &allocator;
     c10::SetCPUAllocator(&allocator, /*priority=*/100);
 
+    if (capabilities.empty()) capabilities = {vicreg::cpu_capability()};
+    if (capabilities == std::vector<std::string>{"all"}) {
+      capabilities = vicreg::supported_cpu_capabilities();
+      std::reverse(capabilities.begin(), capabilities.end());  // widest first
+    }
+    for (const auto& c : capabilities) vicreg::set_cpu_capability(c);  // (refuses bad names now)
     const char* wait = std::getenv("OMP_WAIT_POLICY");
     fmt::print("vicreg {} bench on {} with {} threads (LibTorch {}, OpenMP: {}, BLAS: {}, "
                "OMP_WAIT_POLICY={})\n",
                VICREG_VERSION, dev.str(), torch::get_num_threads(), TORCH_VERSION,
                vicreg::apps::openmp_runtime(), vicreg::apps::blas_threading(),
                wait ? wait : "unset");
-    if (const auto note = vicreg::apps::openmp_note(); !note.empty()) fmt::print("{}\n", note);
+    for (const auto& note : {vicreg::apps::openmp_note(), vicreg::apps::openblas_note()}) {
+      if (!note.empty()) fmt::print("{}\n", note);
+    }
     const auto wall_start = std::chrono::steady_clock::now();
     const double sys_start = cpu_seconds(true), user_start = cpu_seconds(false);
-    fmt::print("{:>5} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>8} {:>8} {:>7} | {:>8} "
-               "{:>9} | {:>8} {:>9}\n",
-               "n", "d", "floor ms", "bound ms", "autograd", "fused", "GB/s", "auto/fl",
-               "fused/fl", "fused/bd", "speedup", "auto MiB", "fused MiB", "auto ops",
-               "fused ops");
+    fmt::print("cpu: {} (capabilities this CPU runs: {})\n", cpu_model(),
+               fmt::join(vicreg::supported_cpu_capabilities(), ", "));
+    fmt::print("{:>5} {:>5} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>8} {:>8} {:>7} | "
+               "{:>8} {:>9}\n",
+               "n", "d", "cpu cap", "floor ms", "bound ms", "autograd", "fused", "GB/s", "auto/fl",
+               "fused/fl", "fused/bd", "speedup", "auto MiB", "fused MiB");
     std::ofstream json(json_path);
     json << "{\"device\": \"" << dev.str() << "\", \"omp_wait_policy\": \""
          << (wait ? wait : "unset") << "\", \"openmp\": \"" << vicreg::apps::openmp_runtime()
          << "\", \"blas\": \"" << vicreg::apps::blas_threading()
          << "\", \"threads\": " << torch::get_num_threads()
-         << ", \"torch\": \"" << TORCH_VERSION << "\", \"results\": [\n";
+         << ", \"torch\": \"" << TORCH_VERSION << "\", \"cpu\": \"" << cpu_model()
+         << "\", \"results\": [\n";
     bool first = true;
     for (const auto& shape : grid) {
       const auto x = shape.find('x');
@@ -335,29 +349,28 @@ int main(int argc, char** argv) {
       const double gbps = 16.0 * static_cast<double>(n * d) / copy / 1e9;
       const auto autograd =
           measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd), dev);
-      const auto fused =
-          measure_path(za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused), dev);
-      const auto autograd_ops =
-          composite_ops(n, d, vicreg::VICRegLossOptions().backward(vicreg::Backward::Autograd));
-      const auto fused_ops =
-          composite_ops(n, d, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused));
-      auto mib = [](double v) { return v < 0 ? std::string("n/a") : fmt::format("{:.1f}", v); };
-      fmt::print("{:>5} {:>5} | {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.1f} | {:>7.2f} {:>8.2f} "
-                 "{:>8.2f} {:>7.1f} | {:>8} {:>9} | {:>8} {:>9}\n",
-                 n, d, 1e3 * floor, 1e3 * bound, 1e3 * autograd.seconds, 1e3 * fused.seconds,
-                 gbps, autograd.seconds / floor, fused.seconds / floor, fused.seconds / bound,
-                 autograd.seconds / fused.seconds, mib(autograd.peak_mib), mib(fused.peak_mib),
-                 autograd_ops, fused_ops);
-      std::fflush(stdout);
-      json << (first ? "" : ",\n")
-           << fmt::format("  {{\"n\": {}, \"d\": {}, \"floor_ms\": {:.4f}, \"autograd_ms\": {:.4f}, "
-                          "\"fused_ms\": {:.4f}, \"bound_ms\": {:.4f}, \"copy_gb_per_s\": {:.2f}, "
-                          "\"autograd_peak_mib\": {:.2f}, \"fused_peak_mib\": {:.2f}, "
-                          "\"autograd_ops\": {}, \"fused_ops\": {}}}",
-                          n, d, 1e3 * floor, 1e3 * autograd.seconds, 1e3 * fused.seconds,
-                          1e3 * bound, gbps, autograd.peak_mib, fused.peak_mib, autograd_ops,
-                          fused_ops);
-      first = false;
+      for (const auto& capability : capabilities) {
+        vicreg::set_cpu_capability(capability);
+        const auto fused = measure_path(
+            za, zb, vicreg::VICRegLossOptions().backward(vicreg::Backward::Fused), dev);
+        auto mib = [](double v) { return v < 0 ? std::string("n/a") : fmt::format("{:.1f}", v); };
+        fmt::print("{:>5} {:>5} {:>7} | {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.1f} | {:>7.2f} "
+                   "{:>8.2f} {:>8.2f} {:>7.1f} | {:>8} {:>9}\n",
+                   n, d, capability, 1e3 * floor, 1e3 * bound, 1e3 * autograd.seconds,
+                   1e3 * fused.seconds, gbps, autograd.seconds / floor, fused.seconds / floor,
+                   fused.seconds / bound, autograd.seconds / fused.seconds,
+                   mib(autograd.peak_mib), mib(fused.peak_mib));
+        std::fflush(stdout);
+        json << (first ? "" : ",\n")
+             << fmt::format("  {{\"n\": {}, \"d\": {}, \"cpu_capability\": \"{}\", "
+                            "\"floor_ms\": {:.4f}, \"autograd_ms\": {:.4f}, \"fused_ms\": {:.4f}, "
+                            "\"bound_ms\": {:.4f}, \"copy_gb_per_s\": {:.2f}, "
+                            "\"autograd_peak_mib\": {:.2f}, \"fused_peak_mib\": {:.2f}}}",
+                            n, d, capability, 1e3 * floor, 1e3 * autograd.seconds,
+                            1e3 * fused.seconds, 1e3 * bound, gbps, autograd.peak_mib,
+                            fused.peak_mib);
+        first = false;
+      }
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();

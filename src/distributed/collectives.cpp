@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "distributed/common.h"
-#include "ops/core.h"
 #include "vicreg/distributed.h"
 
 namespace vicreg::distributed {
@@ -156,13 +155,13 @@ at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, co
   }
   auto shape = z.sizes().vec();
   shape[0] = total;
-  const auto all = ops::workspace(total * row_numel, z.options()).view(shape);
+  const auto all = at::empty(shape, z.options());
   all.narrow(0, mine, z.size(0)).copy_(z);
   broadcast_blocks_(all.view(-1), counts, g, what);
   // The caller's graph gets a copy that Gloo never held: Gloo's worker thread may drop the last
   // reference to a tensor it held, and free it there, in an order that only LibTorch's
   // (uninstrumented) reference count keeps, so ThreadSanitizer would report our kernels' reads
-  // against that free. (The workspace is read here by ATen only.)
+  // against that free. (The gathered buffer is read here by ATen only.)
   return all.clone();
 }
 

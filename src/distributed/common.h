@@ -65,14 +65,14 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const std:
 // the shape and on the dtype (else a c10::Error on every rank, from `fn`).
 std::vector<int64_t> exchange_rows(const at::Tensor& z, const Group& g, const char* fn);
 
-// Fills a 1-D buffer (an ops::workspace) that holds every rank's block in rank order,
+// Fills a 1-D buffer that holds every rank's block in rank order,
 // `counts[r]` elements from rank r, where this rank's block is already written: each rank
 // broadcasts its block straight into its peers' buffers. Not differentiable.
 void broadcast_blocks_(const at::Tensor& flat, const std::vector<int64_t>& counts,
                        const Group& g, const std::string& what);
 
 // Every rank's rows of z concatenated in rank order, `rows` from exchange_rows (through
-// broadcast_blocks_ into a workspace, then copied). Not differentiable.
+// broadcast_blocks_ into a buffer, then copied). Not differentiable.
 at::Tensor gather_rows(const at::Tensor& z, const std::vector<int64_t>& rows, const Group& g,
                        const std::string& what);
 

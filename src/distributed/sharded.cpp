@@ -11,7 +11,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/accumulate.h>
 #include <torch/autograd.h>
-#include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -57,7 +56,7 @@ Gathered center_and_gather(const Tensor& z, const ops::ColumnMean& column_mean,
     N += r;
   }
   // Rank r's block [P, n_r, d] starts at element P * offsets[r] * d.
-  const auto flat = ops::workspace(P * N * d, z.options());
+  const auto flat = at::empty({P * N * d}, z.options());
   const auto block = [&](int r) {
     return flat.narrow(0, P * offsets[r] * d, counts[r]).view({P, rows[r], d});
   };
@@ -158,8 +157,8 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
     ctx->saved_data["rows"] = N;
     ctx->saved_data["sizes"] = ops::to_ivalue(ops::shape_of(z_a));
     ctx->saved_data["dtype"] = static_cast<int64_t>(z_a.scalar_type());
-    ctx->saved_data["saved"] = std::vector<Tensor>{zc[0], zc[1], diff, colsq[0], colsq[1],
-                                                   mat[0], mat[1], zc_all[0], zc_all[1]};
+    ctx->save_for_backward({zc[0], zc[1], diff, colsq[0], colsq[1], mat[0], mat[1], zc_all[0],
+                            zc_all[1]});
     save_group(ctx, *g);
     ctx->set_materialize_grads(false);
     return {loss, inv, var, cov};
@@ -170,14 +169,7 @@ class ShardedFunction : public torch::autograd::Function<ShardedFunction> {
                 kFn, ": double backward is not supported (the sharded backward is hand-written); "
                 "use the autograd backward (Backward::Autograd, Python fused_backward=False), "
                 "which differentiates the gathered batch");
-    ctx->get_saved_variables();  // LibTorch's error for a second backward through a freed graph
-    std::vector<Tensor> saved;
-    {
-      auto& slot = ctx->saved_data["saved"];
-      saved = slot.toTensorVector();
-      // The graph is freed after this call unless kept: release the buffers with it.
-      if (!torch::autograd::get_current_graph_task_keep_graph()) slot = c10::IValue();
-    }
+    const auto saved = ctx->get_saved_variables();
     const auto s = ops::Settings::from_ivalue(ctx->saved_data["settings"]);
     const int64_t N = ctx->saved_data["rows"].toInt();
     const auto& zc_a = saved[kZc];
@@ -212,7 +204,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> sharded_terms(const Tensor& z_a, cons
                                                          const ops::Settings& s, const Group& g,
                                                          bool check_finite) {
   checks::loss_call(kFn, z_a, z_b, s, /*local_shard=*/true);
-  const NormalTensorsUnderInference normal;  // (and so the kept buffers are normal tensors)
+  const NormalTensorsUnderInference normal;
   const auto out = ShardedFunction::apply(z_a, z_b, s, &g, check_finite);
   if (check_finite) checks::finite_result(kFn, out[0]);
   return {out[0], out[1], out[2], out[3]};

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
-#include <c10/core/InferenceMode.h>
 
 namespace vicreg::ops {
 namespace {
@@ -37,56 +36,6 @@ double view_weight(const Settings& s) {
 }  // namespace
 
 // ---- layout ------------------------------------------------------------------------------
-
-// A few buffers per thread: the CPU forward's Zc, the CPU backward's scratch and the two views'
-// gathers of the distributed loss. One is handed out again only when nothing else holds its
-// storage (for the gathers: the backward that used it has run, or its graph is gone, and Gloo's
-// worker has released it). A new size takes an empty slot, else the idle one used least
-// recently, so that buffers of different sizes that alternate in a step keep their slots.
-// Normal tensors even under InferenceMode: a kept buffer may later be written by Gloo's worker
-// threads, which run outside it and refuse inference tensors.
-namespace {
-
-struct Slot {
-  Tensor buffer;
-  uint64_t used = 0;
-};
-thread_local std::array<Slot, 4> kept;
-
-}  // namespace
-
-Tensor workspace(int64_t numel, const at::TensorOptions& o) {
-  if (!o.device().is_cpu()) return at::empty({numel}, o);  // (device allocators cache)
-  thread_local uint64_t clock = 0;
-  const c10::InferenceMode normal(false);
-  const auto idle = [](const Slot& s) {
-    return s.buffer.defined() && s.buffer.storage().use_count() == 1;
-  };
-  for (auto& s : kept) {
-    if (idle(s) && s.buffer.numel() == numel && s.buffer.dtype() == o.dtype()) {
-      s.used = ++clock;
-      return s.buffer.alias();
-    }
-  }
-  Slot* free_slot = nullptr;
-  for (auto& s : kept) {
-    if (!s.buffer.defined()) {
-      free_slot = &s;
-      break;
-    }
-    if (idle(s) && (free_slot == nullptr || s.used < free_slot->used)) free_slot = &s;
-  }
-  auto fresh = at::empty({numel}, o);
-  if (free_slot != nullptr) *free_slot = {fresh, ++clock};
-  return fresh.alias();
-}
-
-int64_t storage_holders(const Tensor& t) {
-  const auto& storage = t.storage();
-  int64_t held = 0;
-  for (const auto& s : kept) held += s.buffer.defined() && s.buffer.storage().is_alias_of(storage);
-  return storage.use_count() - held;
-}
 
 Tensor to_compute_dtype(const Tensor& z) {
   const auto t = z.scalar_type();
@@ -141,7 +90,16 @@ Tensor sum_of_squares(const Tensor& t) {
 // Gram only when 2 (n - 1) <= d keeps q <= 1/2, A <= 2. At n == d, the state whitened views
 // reach, A would be up to d (float32 at n = d = 1024 gave a negative covariance): the direct
 // path zeroes the diagonal of M before summing and has no such difference.
-bool use_gram(const Dim& n, const Dim& d) { return (n - 1) * 2 <= d; }
+// Both paths give the same terms and gradients, and every saved tensor of the fused ops has
+// the same shape on both, so the rule is a choice of speed alone. While PyTorch 2 traces a
+// symbolic size, the direct path is taken without reading the rule: accurate for every n, and
+// no guard on the batch size, which may then cross the rule at run time. (The fused ops are
+// nodes of their own in a traced graph: their kernels read the rule again on real sizes. The
+// tensor-op path, fused_backward=False, is traced into the graph, direct path and all.)
+bool use_gram(const Dim& n, const Dim& d) {
+  if (is_symbolic(n) || is_symbolic(d)) return false;
+  return (n - 1) * 2 <= d;
+}
 
 Tensor center(const Tensor& z3, const ColumnMean& column_mean, const Tensor& out) {
   const auto mean_of = [&](const Tensor& t) {
@@ -227,6 +185,10 @@ void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Te
   }
 }
 
+Tensor matrix_product(const Tensor& zc, const Tensor& mat) {
+  return use_gram(size_of(zc, 1), size_of(zc, 2)) ? batched_mm(mat, zc) : batched_mm(zc, mat);
+}
+
 Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
                      const Tensor& w_offdiag, const Hinge& h, const Shard* shard) {
   const auto n = shard ? shard->rows : size_of(zc, 1);
@@ -258,7 +220,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weighted(Tensor inv, Tensor var, Tens
   return {std::move(loss), std::move(inv), std::move(var), std::move(cov)};
 }
 
-const char* const kSavedSchema = "Tensor zc, Tensor mean_diff, Tensor colsq, Tensor mat";
+const char* const kSavedSchema = "Tensor zc, Tensor mean_diff, Tensor colsq, Tensor product";
 
 Tensor pair_half(const Tensor& t, int v) {
   const auto P = size_of(t, 0) / 2;
@@ -266,22 +228,7 @@ Tensor pair_half(const Tensor& t, int v) {
 }
 
 std::vector<Tensor> saved_of(const FusedOutputs& out) {
-  const auto all = std::apply([](const auto&... t) { return std::vector<Tensor>{t...}; }, out);
-  return {all.begin() + 4, all.end()};
-}
-
-namespace {
-
-template <size_t... I>
-FusedOutputs outputs_of(const std::vector<Tensor>& v, std::index_sequence<I...>) {
-  return FusedOutputs{v[I]...};
-}
-
-}  // namespace
-
-FusedOutputs fused_outputs(const std::vector<Tensor>& v) {
-  TORCH_INTERNAL_ASSERT(v.size() == 4 + kNumSaved);
-  return outputs_of(v, std::make_index_sequence<4 + kNumSaved>());
+  return {std::get<4>(out), std::get<5>(out), std::get<6>(out), std::get<7>(out)};
 }
 
 FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
@@ -294,8 +241,11 @@ FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
   auto [loss, inv, var, cov] =
       weighted(invariance_of(p.sq_diff, shape, s), views == 1.0 ? both.hinge : both.hinge * views,
                covariance_of(both.offdiag, shape, s), s);
+  // The matrix's product with Zc, the backward's one GEMM, is taken here: it is the same for
+  // every output gradient, and it has Zc's shape on both paths, where the matrix has not.
+  auto product = matrix_product(p.zc, both.mat);
   return {std::move(loss), std::move(inv),         std::move(var),        std::move(cov),
-          std::move(p.zc), std::move(p.mean_diff), std::move(both.colsq), std::move(both.mat)};
+          std::move(p.zc), std::move(p.mean_diff), std::move(both.colsq), std::move(product)};
 }
 
 BackwardWeights vicreg_backward_weights(const c10::optional<Tensor>& g_loss,
@@ -387,7 +337,7 @@ Tensor vcreg_gradient(const Tensor& x, const VCRegSettings& s) {
   // (no covariance gradient to compute when its weight is 0)
   const bool covariance = v.channels && s.cov_coeff != 0;
   const auto st = view_stats(v.zc, {}, s.hinge, covariance);
-  const auto opts = v.zc.options().device(at::kCPU);
+  const auto opts = v.zc.options();  // (the weights live on the input's device)
   const auto w_offdiag =
       covariance ? at::scalar_tensor(1.0, opts) * v.cov : at::zeros({}, opts);
   const auto g = view_gradient(v.zc, st, at::scalar_tensor(s.var_coeff, opts), w_offdiag,

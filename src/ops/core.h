@@ -19,7 +19,6 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <array>
 #include <functional>
 #include <tuple>
 #include <utility>
@@ -35,16 +34,6 @@ namespace vicreg::ops {
 using at::Tensor;
 
 // ---- layout ------------------------------------------------------------------------------
-
-/// A 1-D buffer of `numel` elements kept on this thread between calls (on a CPU) and handed
-/// out again once nothing else holds it, as a caching allocator would: on a CPU a fresh buffer
-/// costs a page fault per 4 KiB written, which at small shapes costs more than the GEMMs. For
-/// buffers whose size repeats from step to step (the CPU forward's Zc, the CPU backward's
-/// scratch, the distributed gathers); callers get an alias, so that every holder counts.
-Tensor workspace(int64_t numel, const at::TensorOptions& o);
-/// How many holders t's storage has, not counting this thread's kept workspace buffers (1: t's
-/// storage is its caller's alone to write over, as the in-place backward does).
-int64_t storage_holders(const Tensor& t);
 
 /// float16/bfloat16 are computed in float32; other dtypes as they are.
 Tensor to_compute_dtype(const Tensor& z);
@@ -122,6 +111,10 @@ Tensor column_coefficients(const Tensor& colsq, const Dim& n, bool gram, const T
                            const Tensor& w_offdiag, const Hinge& hinge);
 void add_matrix_part(Tensor& grad, const Tensor& zc, const Tensor& mat, const Tensor& w_offdiag,
                      const Shard* shard = nullptr);
+/// The matrix part of d offdiag / d Zc up to its factor 4: G Zc on the Gram path, Zc M (M's
+/// diagonal zeroed) on the direct path; [P, n, d] either way. (On the Gram path the rest,
+/// -Zc diag(colsq), is in column_coefficients.)
+Tensor matrix_product(const Tensor& zc, const Tensor& mat);
 Tensor view_gradient(const Tensor& zc, const ViewStats& s, const Tensor& w_hinge,
                      const Tensor& w_offdiag, const Hinge& hinge, const Shard* shard = nullptr);
 
@@ -154,17 +147,17 @@ struct CenteredPair {
 
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the
 /// loss and the terms): Zc [2P, n, d], mean_diff [P, 1, d], colsq [2P, 1, d], and the matrix
-/// [2P, k, k] (G, k = n, or M with a zero diagonal, k = d).
-enum Saved { kZc, kMeanDiff, kColsq, kMat, kNumSaved };
+/// part of the covariance gradient [2P, n, d] (matrix_product: G Zc or Zc M). Their shapes do
+/// not depend on the Gram-or-direct rule, which is a choice of the kernels alone: so the rule
+/// is no guard on the batch size under torch.compile and torch.export.
+enum Saved { kZc, kMeanDiff, kColsq, kProduct, kNumSaved };
 
 /// What _vicreg_fused returns: the loss, the three terms, then the kNumSaved saved tensors as
 /// outputs of their own. (Not one Tensor[]: AOTAutograd's default partitioner would save that
 /// list as one value, which PyTorch 2 cannot take.)
-using FusedOutputs = decltype(std::tuple_cat(std::declval<std::array<Tensor, 4 + kNumSaved>>()));
-/// The saved tensors of a FusedOutputs, in Saved order, and the outputs from the four values and
-/// the saved list.
+using FusedOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+/// The saved tensors of a FusedOutputs, in Saved order.
 std::vector<Tensor> saved_of(const FusedOutputs& out);
-FusedOutputs fused_outputs(const std::vector<Tensor>& loss_terms_saved);
 /// The schema's names of the saved outputs, after the loss and the terms.
 VICREG_EXPORT extern const char* const kSavedSchema;  // (exported for the test-only ops)
 

@@ -9,11 +9,6 @@
 //                               both views as one [2P, n, d] batch)
 //   _vicreg_fused_backward      the hand-written gradient of both views, [2P, n, d] (view a's
 //                               P positions, then b's), compute dtype
-//   _vicreg_fused_backward_     the same, written over the saved list (the gradient replaces
-//                               zc; the matrix is overwritten too): what the
-//                               autograd kernel calls in eager mode when the graph is not kept
-//                               and nothing else holds the saved tensors, so the backward
-//                               allocates no [n, d] buffer
 //   vcreg, _vcreg_backward      the VCReg layer and its injected gradient
 
 #include <ATen/core/Tensor.h>
@@ -35,18 +30,11 @@ using FusedBackwardHead = Tensor(const OptionalTensor& grad_loss,
                                  const OptionalTensor& grad_invariance,
                                  const OptionalTensor& grad_variance,
                                  const OptionalTensor& grad_covariance, at::TensorList saved);
-using FusedBackwardInplaceHead = void(const OptionalTensor& grad_loss,
-                                      const OptionalTensor& grad_invariance,
-                                      const OptionalTensor& grad_variance,
-                                      const OptionalTensor& grad_covariance,
-                                      at::TensorList saved);
 using VCRegHead = Tensor(const Tensor& x);
 using VCRegBackwardHead = Tensor(const Tensor& grad, const Tensor& x);
 
 const c10::TypedOperatorHandle<Signature<FusedHead, Settings>>& fused_op();
 const c10::TypedOperatorHandle<Signature<FusedBackwardHead, Settings>>& fused_backward_op();
-const c10::TypedOperatorHandle<Signature<FusedBackwardInplaceHead, Settings>>&
-fused_backward_inplace_op();
 const c10::TypedOperatorHandle<Signature<VCRegBackwardHead, VCRegSettings>>& vcreg_backward_op();
 
 /// The arguments of the public fronts after the two views (the schema's text, defaults written

@@ -41,6 +41,8 @@ inline at::Tensor view_to(const at::Tensor& t, const Shape& s) { return t.view_s
 inline at::Tensor narrow_to(const at::Tensor& t, int64_t dim, const Dim& start, const Dim& length) {
   return t.narrow_symint(dim, start, length);
 }
+/// Whether a size is symbolic (a batch size that PyTorch 2 traces as a variable).
+inline bool is_symbolic(const Dim& x) { return x.is_symbolic(); }
 /// A size as a Scalar (a tensor divided by it), and c / x as a Scalar (a tensor multiplied by
 /// it): plain numbers in eager mode, symbolic ones while tracing. (as_scalar is for sizes up to
 /// numel(); ratio for products that may be larger.)
@@ -69,6 +71,7 @@ inline at::Tensor view_to(const at::Tensor& t, const Shape& s) { return t.view(s
 inline at::Tensor narrow_to(const at::Tensor& t, int64_t dim, const Dim& start, const Dim& length) {
   return t.narrow(dim, start, length);
 }
+inline bool is_symbolic(const Dim&) { return false; }
 inline c10::Scalar as_scalar(const Dim& x) { return c10::Scalar(x); }
 inline c10::Scalar ratio(double c, std::initializer_list<Dim> xs) {
   for (const auto& x : xs) c /= static_cast<double>(x);

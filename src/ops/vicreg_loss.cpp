@@ -80,14 +80,6 @@ const c10::TypedOperatorHandle<Signature<FusedBackwardHead, Settings>>& fused_ba
   return op;
 }
 
-const c10::TypedOperatorHandle<Signature<FusedBackwardInplaceHead, Settings>>&
-fused_backward_inplace_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("vicreg::_vicreg_fused_backward_", "")
-                             .typed<Signature<FusedBackwardInplaceHead, Settings>>();
-  return op;
-}
-
 }  // namespace ops
 
 TORCH_LIBRARY(vicreg, m) {
@@ -106,8 +98,6 @@ TORCH_LIBRARY(vicreg, m) {
          ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, " +
          ops::kSavedSchema + ")").c_str());
   m.def(("_vicreg_fused_backward(" + grads + "Tensor[] saved, " + settings + ") -> Tensor")
-            .c_str());
-  m.def(("_vicreg_fused_backward_(" + grads + "Tensor(a!)[] saved, " + settings + ") -> ()")
             .c_str());
 }
 

@@ -21,8 +21,6 @@ TORCH_LIBRARY_FRAGMENT(vicreg, m) {
          kSavedSchema + ")").c_str());
   m.def(("_vicreg_fused_backward_composite(" + grads + "Tensor[] saved, " + settings +
          ") -> Tensor").c_str());
-  m.def(("_vicreg_fused_backward_composite_(" + grads + "Tensor(a!)[] saved, " + settings +
-         ") -> ()").c_str());
 }
 
 // For CompositeExplicitAutograd, as the real ops' composite kernels are.
@@ -31,9 +29,6 @@ TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {
          TORCH_FN((WithSettings<composite::vicreg_fused, FusedHead, Settings>::call)));
   m.impl("_vicreg_fused_backward_composite",
          TORCH_FN((WithSettings<composite::vicreg_fused_backward, FusedBackwardHead,
-                                Settings>::call)));
-  m.impl("_vicreg_fused_backward_composite_",
-         TORCH_FN((WithSettings<composite::vicreg_fused_backward_, FusedBackwardInplaceHead,
                                 Settings>::call)));
 }
 

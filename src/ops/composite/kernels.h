@@ -15,10 +15,4 @@ VICREG_EXPORT Tensor vicreg_fused_backward(const OptionalTensor& g_loss,
                                            const OptionalTensor& g_var,
                                            const OptionalTensor& g_cov, at::TensorList saved,
                                            const Settings& s);
-VICREG_EXPORT void vicreg_fused_backward_(const OptionalTensor& g_loss,
-                                          const OptionalTensor& g_inv,
-                                          const OptionalTensor& g_var,
-                                          const OptionalTensor& g_cov, at::TensorList saved,
-                                          const Settings& s);
-
 }  // namespace vicreg::ops::composite

@@ -29,7 +29,7 @@ FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& 
   return vicreg_forward(std::move(pair), s);
 }
 
-// grad = Zc diag(coef) + 4 w_offdiag (G Zc | Zc M) + the invariance's +-w_inv (Za - Zb), with
+// grad = Zc diag(coef) + 4 w_offdiag product + the invariance's +-w_inv (Za - Zb), with
 // Za - Zb = (Zc_a - Zc_b) + mean_diff taken once, exactly where the views are close, and the
 // sum starting from [Za - Zb; Zb - Za] w_inv, so that no other op needs one view alone.
 Tensor vicreg_fused_backward(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
@@ -43,26 +43,16 @@ Tensor vicreg_fused_backward(const OptionalTensor& g_loss, const OptionalTensor&
   const auto coef =
       column_coefficients(saved[kColsq], n, use_gram(n, d), w.hinge, w.offdiag, s.hinge);
   const auto diff = at::sub(pair_half(zc, 0), pair_half(zc, 1)).add_(saved[kMeanDiff]);
-  auto grad = at::cat({diff, diff.neg()}).mul_(w.inv).addcmul_(zc, coef);
-  add_matrix_part(grad, zc, saved[kMat], w.offdiag);
-  return grad;
-}
-
-// In place, composite: the out-of-place kernel, then a copy into the saved Zc. (It saves no
-// memory; the CPU kernel is the one that computes in place.)
-void vicreg_fused_backward_(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
-                            const OptionalTensor& g_var, const OptionalTensor& g_cov,
-                            at::TensorList saved, const Settings& s) {
-  saved[kZc].copy_(vicreg_fused_backward(g_loss, g_inv, g_var, g_cov, saved, s));
+  return at::cat({diff, diff.neg()})
+      .mul_(w.inv)
+      .addcmul_(zc, coef)
+      .addcmul_(saved[kProduct], w.offdiag * 4.0);
 }
 
 TORCH_LIBRARY_IMPL(vicreg, CompositeExplicitAutograd, m) {
   m.impl("_vicreg_fused", TORCH_FN((WithSettings<vicreg_fused, FusedHead, Settings>::call)));
   m.impl("_vicreg_fused_backward",
          TORCH_FN((WithSettings<vicreg_fused_backward, FusedBackwardHead, Settings>::call)));
-  m.impl("_vicreg_fused_backward_", TORCH_FN((WithSettings<vicreg_fused_backward_,
-                                                           FusedBackwardInplaceHead,
-                                                           Settings>::call)));
 }
 
 }  // namespace vicreg::ops::composite

@@ -1,36 +1,71 @@
 #pragma once
-// What the CPU kernels' loops share (ops/cpu/vicreg_loss_kernel.cpp, ops/cpu/gram.cpp): the
-// clones macro, the rounding of double results, and the elementwise part of the gradient.
+// The CPU kernel's row loops (ops/cpu/loops.cpp), the one part of the CPU path that is not
+// ATen ops or BLAS. As ATen does with its CPU kernels, loops.cpp is compiled once per CPU
+// capability (AVX-512, AVX2 with FMA, the baseline of the architecture), each copy in a
+// namespace of its own, and the copy to run is chosen at run time: the widest the CPU has, or
+// the one that VICREG_CPU_CAPABILITY (or vicreg::set_cpu_capability) names. The loops are
+// plain C++ that the compiler vectorizes for each copy's instruction set. (ATen's own
+// at::vec::Vectorized needs SLEEF's header for its AVX2 and AVX-512 builds, which Debian's
+// LibTorch does not ship.)
+//
+// The loops take raw pointers and sizes only, so that the copies include no LibTorch header
+// and compile in seconds. Accumulation is in double, in a fixed order per column: the results
+// do not depend on the number of threads.
 
 #include <cstdint>
 #include <limits>
 #include <type_traits>
 
-// VICREG_CPU_CLONES on a CPU kernel's loop function: compiled for AVX-512, AVX2 and the
-// baseline x86-64, and picked at load time by the CPU (GCC's target_clones), since each width
-// doubles the values per instruction over the one below. Not under ThreadSanitizer: the clones'
-// resolvers (IFUNCs) run while the dynamic loader relocates the library, before the TSan
-// runtime is up, and their instrumented entry crashes the program before main.
-#if defined(__SANITIZE_THREAD__)
-#define VICREG_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VICREG_THREAD_SANITIZER 1
-#endif
-#endif
-#if defined(__x86_64__) && !defined(VICREG_THREAD_SANITIZER) && \
-    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
-#define VICREG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VICREG_CPU_CLONES
-#endif
-
 namespace vicreg::ops::cpu {
 
-// double -> scalar_t as float arithmetic would round it: beyond the range, +-Inf. (A plain
-// static_cast of an out-of-range double to float is undefined behaviour; huge but finite
-// inputs, e.g. 1e30 squared, reach it. Found by the fuzzer.)
-// Written as selects without branches, so that the loops that call it vectorize; NaN passes.
+/// The instruction sets the loops are compiled for, narrowest first.
+enum class Capability { Default = 0, AVX2 = 1, AVX512 = 2 };
+
+/// One copy of the loops. Rows are `n` rows of `w` columns, `s*` their row strides.
+template <typename T>
+struct RowLoops {
+  /// Centering, pass 1: sum_a += a - shift_a, sum_b += b - shift_b, sq_d += (a - b)^2.
+  void (*accumulate)(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
+                     const double* shift_a, const double* shift_b, double* sum_a, double* sum_b,
+                     double* sq_d, int64_t w);
+  /// Centering, pass 2: o = (x - shift) - rest, rounded to T (saturating), and sq += o^2,
+  /// for both views; `so` is the output's row stride.
+  void (*center)(const T* a, const T* b, int64_t sa, int64_t sb, int64_t n,
+                 const double* shift_a, const double* shift_b, const double* rest_a,
+                 const double* rest_b, T* oa, T* ob, int64_t so, double* sq_a, double* sq_b,
+                 int64_t w);
+  /// The gradient of both views, row by row (all rows of stride `d`):
+  ///   inv = w_inv (za - zb + md);  ga = s qa + za ca + inv;  gb = s qb + zb cb - inv
+  /// with qa, qb the covariance directions and ca, cb, md per-column vectors.
+  void (*gradient)(const T* za, const T* zb, const T* qa, const T* qb, const T* ca,
+                   const T* cb, const T* md, T s, T w_inv, T* ga, T* gb, int64_t n, int64_t d);
+};
+
+struct Loops {
+  RowLoops<float> f32;
+  RowLoops<double> f64;
+};
+
+/// The copy compiled for one capability (each loops.cpp copy defines its own).
+namespace default_capability {
+const Loops& loops();
+}
+namespace avx2 {
+const Loops& loops();
+}
+namespace avx512 {
+const Loops& loops();
+}
+
+/// The capability in use (the first call reads VICREG_CPU_CAPABILITY), and its copy of the
+/// loops (capability.cpp).
+Capability capability();
+const Loops& loops();
+
+/// double -> T as float arithmetic would round it: beyond the range, +-Inf. (A plain
+/// static_cast of an out-of-range double to float is undefined behaviour, and huge finite
+/// inputs reach it.) Written as selects without branches, so that the loops vectorize; NaN
+/// passes.
 template <typename T>
 inline T saturate(double v) {
   if constexpr (std::is_same_v<T, double>) {
@@ -40,25 +75,6 @@ inline T saturate(double v) {
     constexpr T kInf = std::numeric_limits<T>::infinity();
     const T in_range = static_cast<T>(v > kMax ? kMax : (v < -kMax ? -kMax : v));
     return v > kMax ? kInf : (v < -kMax ? -kInf : in_range);
-  }
-}
-
-// One row of a block: ga = pa + za * ca + inv, gb = pb + zb * cb - inv, inv = w (za - zb + md),
-// written over za and zb (ca, cb unused without kCoef). Pointers do not alias.
-template <bool kCoef, typename T>
-inline void gradient_row(T* __restrict za, T* __restrict zb, const T* __restrict pa,
-                         const T* __restrict pb, const T* __restrict ca, const T* __restrict cb,
-                         const T* __restrict md, T w, int64_t width) {
-  for (int64_t j = 0; j < width; ++j) {
-    const T a = za[j], b = zb[j];
-    const T inv = w * (a - b + md[j]);
-    if constexpr (kCoef) {
-      za[j] = pa[j] + a * ca[j] + inv;
-      zb[j] = pb[j] + b * cb[j] - inv;
-    } else {
-      za[j] = pa[j] + inv;
-      zb[j] = pb[j] - inv;
-    }
   }
 }
 

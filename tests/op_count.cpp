@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-namespace vicreg::apps {
+namespace vicreg::testing {
 namespace {
 
 // (a callback is a plain function pointer: the count lives in a thread-local)
@@ -31,4 +31,4 @@ int64_t count_aten_ops(const std::function<void()>& f) {
   return counted;
 }
 
-}  // namespace vicreg::apps
+}  // namespace vicreg::testing
