@@ -289,6 +289,10 @@ int main(int argc, char** argv) {
                  "CPU capabilities to run the fused path with: avx512, avx2, default, or all "
                  "(every one this CPU runs); default: the one chosen (VICREG_CPU_CAPABILITY or "
                  "the widest)");
+  bool no_keep_freed = false;
+  app.add_flag("--no-keep-freed-memory", no_keep_freed,
+               "let glibc return freed memory to the system, as a process that did not tune "
+               "its allocator does (then fresh buffers cost page faults)");
   bool distributed = false;
   app.add_flag("--distributed", distributed,
                "this process is one rank (torchrun's environment): replicated against sharded "
@@ -305,6 +309,9 @@ int main(int argc, char** argv) {
     counting = &allocator;
     c10::SetCPUAllocator(&allocator, /*priority=*/100);
 
+    // As vicreg_train does: freed blocks stay in the process, so that a step's fresh buffers
+    // cost no page faults, as the floor's kept outputs do not.
+    if (!no_keep_freed) vicreg::apps::keep_freed_memory();
     if (capabilities.empty()) capabilities = {vicreg::cpu_capability()};
     if (capabilities == std::vector<std::string>{"all"}) {
       capabilities = vicreg::supported_cpu_capabilities();
@@ -322,8 +329,9 @@ int main(int argc, char** argv) {
     }
     const auto wall_start = std::chrono::steady_clock::now();
     const double sys_start = cpu_seconds(true), user_start = cpu_seconds(false);
-    fmt::print("cpu: {} (capabilities this CPU runs: {})\n", cpu_model(),
-               fmt::join(vicreg::supported_cpu_capabilities(), ", "));
+    fmt::print("cpu: {} (capabilities this CPU runs: {}); freed memory {}\n", cpu_model(),
+               fmt::join(vicreg::supported_cpu_capabilities(), ", "),
+               no_keep_freed ? "returned to the system" : "kept in the process");
     fmt::print("{:>5} {:>5} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>8} {:>8} {:>7} | "
                "{:>8} {:>9}\n",
                "n", "d", "cpu cap", "floor ms", "bound ms", "autograd", "fused", "GB/s", "auto/fl",
@@ -334,7 +342,8 @@ int main(int argc, char** argv) {
          << "\", \"blas\": \"" << vicreg::apps::blas_threading()
          << "\", \"threads\": " << torch::get_num_threads()
          << ", \"torch\": \"" << TORCH_VERSION << "\", \"cpu\": \"" << cpu_model()
-         << "\", \"results\": [\n";
+         << "\", \"keep_freed_memory\": " << (no_keep_freed ? "false" : "true")
+         << ", \"results\": [\n";
     bool first = true;
     for (const auto& shape : grid) {
       const auto x = shape.find('x');
