@@ -17,7 +17,8 @@ namespace vicreg {
 VICREG_EXPORT std::string cpu_capability();
 
 /// The capabilities this CPU and this build can run, narrowest first ("default" always;
-/// "avx2" needs AVX2 and FMA; "avx512" needs AVX-512 F, BW, VL and DQ; both on x86-64 only).
+/// "avx2" needs AVX2 and FMA; "avx512" needs AVX-512 F, BW, VL and DQ and FMA; both on x86-64
+/// with GCC or Clang only).
 VICREG_EXPORT std::vector<std::string> supported_cpu_capabilities();
 
 /// Runs the CPU kernels with `name` from now on, in every thread; a c10::Error names the

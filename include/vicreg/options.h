@@ -90,8 +90,7 @@ struct VICREG_EXPORT VICRegLossOptions {
   /// four numbers; or every rank computes the whole gathered batch (false, as
   /// facebookresearch/vicreg), and the gather's backward all-reduces the [N, d] gradient. The
   /// same loss and gradients either way. (Backward::Autograd always differentiates the gathered
-  /// batch.) On a CPU the gathers receive into two buffers of the gathered rows' size that the
-  /// calling thread keeps between steps (page faults on fresh ones cost more than the GEMMs).
+  /// batch.)
   TORCH_ARG(bool, sharded) = true;
 };
 

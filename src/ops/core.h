@@ -54,7 +54,9 @@ Tensor sum_of_squares(const Tensor& t);
 
 /// Whether the covariance term of an [n, d] view goes through the n x n Gram matrix G = Zc Zc^T
 /// (true) or the d x d matrix M = Zc^T Zc with its diagonal zeroed (false). See core.cpp for
-/// the error bound that sets the rule 2 (n - 1) <= d. (Traced: a guard on the sizes.)
+/// the error bound that sets the rule 2 (n - 1) <= d. While PyTorch 2 traces a symbolic size it
+/// is false, without a guard (core.cpp says why). The backward reads the rule again from the
+/// saved tensors' sizes, so it must stay a function of n and d alone.
 bool use_gram(const Dim& n, const Dim& d);
 
 /// Z [P, n, d] centered over the samples, contiguous. The mean is corrected by a second pass
@@ -87,10 +89,9 @@ struct ViewStats {
   Tensor hinge;    ///< 0-dim
   Tensor offdiag;  ///< 0-dim sum_p sum_{i != j} M_ij^2 (unnormalized); undefined if !cov
 };
-/// `colsq` may be undefined (then it is computed here), and so may `mat` (the matrix, when a
-/// kernel computed it). With `covariance` false the matrix and offdiag are skipped.
-ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true,
-                     Tensor mat = {});
+/// `colsq` may be undefined (then it is computed here). With `covariance` false the matrix and
+/// offdiag are skipped.
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true);
 
 /// One rank's share of a view whose N rows are spread over ranks (the sharded loss): the
 /// view's zc holds this rank's rows, and its ViewStats hold the statistics of all N rows
@@ -139,10 +140,10 @@ Tensor pair_half(const Tensor& t, int v);
 
 /// The centered pair from which the fused forward is assembled (by the composite or the CPU
 /// kernel): Zc of both views [2P, n, d], their column sums of squares [2P, 1, d], mean_a -
-/// mean_b [P, 1, d], sum (Za - Zb)^2 (0-dim), and the matrix of the covariance term [2P, k, k]
-/// (colsq and mat may be undefined: then the core computes them).
+/// mean_b [P, 1, d] and sum (Za - Zb)^2 (0-dim); colsq may be undefined (then the core computes
+/// it).
 struct CenteredPair {
-  Tensor zc, colsq, mean_diff, sq_diff, mat;
+  Tensor zc, colsq, mean_diff, sq_diff;
 };
 
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the

@@ -62,10 +62,9 @@ const Loops& loops();
 Capability capability();
 const Loops& loops();
 
-/// double -> T as float arithmetic would round it: beyond the range, +-Inf. (A plain
-/// static_cast of an out-of-range double to float is undefined behaviour, and huge finite
-/// inputs reach it.) Written as selects without branches, so that the loops vectorize; NaN
-/// passes.
+/// double -> T with a result in T's range or +-Inf, for a value that becomes a c10::Scalar of
+/// dtype T (ATen refuses a Scalar that does not fit, with a bare runtime error). NaN passes.
+/// (In the loops a plain cast rounds the same way: IEEE, as float has infinities.)
 template <typename T>
 inline T saturate(double v) {
   if constexpr (std::is_same_v<T, double>) {

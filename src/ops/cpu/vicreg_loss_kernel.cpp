@@ -132,8 +132,10 @@ Tensor fused_backward_cpu(const OptionalTensor& g_loss, const OptionalTensor& g_
   const int64_t P = zc.size(0) / 2, n = zc.size(1), d = zc.size(2);
   const auto w = vicreg_backward_weights(g_loss, g_inv, g_var, g_cov, {P, n, d}, s,
                                          /*stacked=*/true);
+  // (in Zc's dtype: output gradients of a wider dtype would otherwise widen it)
   const auto coef =
       column_coefficients(saved[kColsq], n, use_gram(n, d), w.hinge, w.offdiag, s.hinge)
+          .to(zc.scalar_type())
           .contiguous();
   const double scale = 4.0 * w.offdiag.item<double>(), w_inv = w.inv.item<double>();
   auto grad = at::empty_like(zc, at::MemoryFormat::Contiguous);
