@@ -17,7 +17,8 @@ bash cmake/install-deps.sh --sanitizers
 CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=None \
   -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DVICREG_SANITIZE=address,undefined \
   -DVICREG_FUZZ=ON -DVICREG_BUILD_EXAMPLES=OFF
-cmake --build "$dir" --target vicreg_tests vicreg_fuzz vicreg_fuzz_idx vicreg_fuzz_env
+cmake --build "$dir" --target vicreg_tests vicreg_fuzz vicreg_fuzz_idx vicreg_fuzz_checkpoint \
+  vicreg_fuzz_env
 echo "sanitize-check: build took $(( $(date +%s) - start )) s"
 
 # Leaks are reported (LeakSanitizer) and fail the run; the only suppression is a libgloo leak on
@@ -46,5 +47,6 @@ fuzz() {  # fuzz BINARY CORPUS [libFuzzer flags]
 }
 fuzz vicreg_fuzz tests/fuzz/corpus -rss_limit_mb=6144
 fuzz vicreg_fuzz_idx tests/fuzz/corpus_idx -rss_limit_mb=2048 -malloc_limit_mb=512
+fuzz vicreg_fuzz_checkpoint tests/fuzz/corpus_checkpoint -rss_limit_mb=2048
 fuzz vicreg_fuzz_env tests/fuzz/corpus_env -rss_limit_mb=2048
 echo "sanitize-check: ASan+UBSan suite, corpus replays and ${seconds} s of fuzzing per target passed in $(( $(date +%s) - start )) s"

@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "eval.h"
+#include "files.h"
 #include "idx_files.h"
 #include "int_list.h"
 
@@ -624,16 +625,154 @@ TEST(Checkpoint, ATornNewestCheckpointLeavesThePreviousOne) {
   vicreg::apps::save_checkpoint(dir, run.state, progress_at(3));
   vicreg::apps::save_checkpoint(dir, run.state, progress_at(6));
   auto found = vicreg::apps::checkpoints_in(dir);
-  ASSERT_EQ(found.size(), 2u);
-  EXPECT_EQ(found[0].first, 6);
-  EXPECT_EQ(found[1].first, 3);
+  ASSERT_EQ(found.intact.size(), 2u);
+  EXPECT_TRUE(found.damaged.empty());
+  EXPECT_EQ(found.intact[0].first, 6);
+  EXPECT_EQ(found.intact[1].first, 3);
   const auto newest = vicreg::apps::checkpoint_file(dir);
   fs::resize_file(newest, fs::file_size(newest) / 2);
   found = vicreg::apps::checkpoints_in(dir);
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].first, 3);
-  EXPECT_EQ(vicreg::apps::load_checkpoint(found[0].second, run.state).progress.steps, 3);
+  ASSERT_EQ(found.intact.size(), 1u);
+  EXPECT_EQ(found.intact[0].first, 3);
+  ASSERT_EQ(found.damaged.size(), 1u);
+  EXPECT_NE(found.damaged[0].find(newest.string()), std::string::npos) << found.damaged[0];
+  EXPECT_EQ(vicreg::apps::load_checkpoint(found.intact[0].second, run.state).progress.steps, 3);
   EXPECT_THROW(vicreg::apps::load_checkpoint(newest, run.state), c10::Error);
+}
+
+// ---- Checksums ------------------------------------------------------------------------------
+
+// FIPS 180-2's examples, then every length around the 64-byte block and its 56-byte padding
+// limit against coreutils' sha256sum, an implementation independent of ours.
+TEST(Sha256, MatchesThePublishedVectorsAndSha256sum) {
+  using vicreg::apps::sha256_hex;
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  if (std::system("command -v sha256sum > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "no sha256sum (coreutils) to compare with";
+  }
+  const auto file = scratch() / "sha_input";
+  std::string bytes;
+  for (size_t n : {1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4097}) {
+    bytes.resize(n);
+    for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>((i * 131 + n * 7) % 256);
+    std::ofstream(file, std::ios::binary) << bytes;
+    const auto out = scratch() / "sha_output";
+    ASSERT_EQ(std::system(("sha256sum " + file.string() + " > " + out.string()).c_str()), 0);
+    std::ifstream in(out);
+    std::string theirs;
+    in >> theirs;
+    EXPECT_EQ(vicreg::apps::sha256_hex(bytes), theirs) << n << " bytes";
+  }
+}
+
+// write_with_checksum's FILE.sha256 is what `sha256sum -c` reads, and checksum_mismatch tells
+// a changed byte from none.
+TEST(Sha256, ChecksumFilesAreSha256sumsFormat) {
+  const auto dir = scratch() / "sums";
+  fs::create_directories(dir);
+  const auto file = dir / "model.pt";
+  const std::string bytes(3000, 'x');
+  vicreg::apps::write_with_checksum(file, bytes);
+  EXPECT_FALSE(vicreg::apps::checksum_mismatch(file, bytes));
+  auto changed = bytes;
+  changed[1234] = 'y';
+  const auto m = vicreg::apps::checksum_mismatch(file, changed);
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->find(file.string()), std::string::npos) << *m;
+  EXPECT_FALSE(fs::exists(dir / "model.pt.tmp"));
+  if (std::system("command -v sha256sum > /dev/null 2>&1") == 0) {
+    EXPECT_EQ(std::system(("cd " + dir.string() + " && sha256sum --quiet -c model.pt.sha256")
+                              .c_str()),
+              0);
+  }
+}
+
+// A write that cannot happen (here: into a folder that is a file) leaves the old file as it
+// was and no temporary file, and says what failed.
+TEST(Files, AFailedWriteLeavesTheOldFile) {
+  const auto dir = scratch() / "atomic";
+  fs::create_directories(dir);
+  const auto file = dir / "results.json";
+  vicreg::apps::write_file_atomically(file, "old\n");
+  vicreg::apps::write_file_atomically(file, "new\n");
+  EXPECT_EQ(vicreg::apps::read_file(file), "new\n");
+  fs::create_directories(dir / "results.json.tmp");  // the temporary file cannot be created
+  try {
+    vicreg::apps::write_file_atomically(file, "newer\n");
+    ADD_FAILURE() << "wrote through a folder";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("results.json.tmp"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(vicreg::apps::read_file(file), "new\n");
+}
+
+// Damage anywhere in a checkpoint: a byte changed at offsets across the whole file (every
+// byte of the checksum line, the first and last bytes, and one offset every few hundred), a
+// block of 4 KiB random bytes, the file cut or a byte inserted. Each one is refused as
+// damaged, naming the file, with the run's objects unchanged; none is loaded.
+TEST(Checkpoint, DamageAnywhereIsDetectedAndChangesNothing) {
+  const auto dir = scratch() / "ckpt_damage";
+  fs::create_directories(dir);
+  SmallRun run(3);
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(4));
+  const auto file = vicreg::apps::checkpoint_file(dir);
+  const auto good = vicreg::apps::read_file(file);
+  const size_t n = good.size();
+  ASSERT_GT(n, 1000u);
+  std::vector<at::Tensor> before;
+  for (const auto& t : run.tensors()) before.push_back(t.detach().clone());
+  const auto draw_state = run.gen.get_state();
+
+  std::vector<std::pair<std::string, std::string>> damaged;  // (what, bytes)
+  std::vector<size_t> offsets = {0, n - 1};
+  for (size_t at = 7; at < n; at += 97) offsets.push_back(at);
+  for (size_t at = n - 96; at < n; ++at) offsets.push_back(at);  // the checksum line
+  for (size_t at : offsets) {
+    auto b = good;
+    b[at] = static_cast<char>(b[at] ^ (1 << (at % 8)));
+    damaged.emplace_back("bit " + std::to_string(at % 8) + " of byte " + std::to_string(at), b);
+  }
+  auto block = good;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto noise = torch::randint(256, {4096}, gen, at::kInt);
+  for (int64_t i = 0; i < 4096 && n / 3 + i < n; ++i) {
+    block[n / 3 + i] = static_cast<char>(noise[i].item<int>());
+  }
+  damaged.emplace_back("4 KiB of random bytes", block);
+  for (size_t cut : {size_t{0}, size_t{1}, n / 2, n - 96, n - 1}) {
+    damaged.emplace_back("cut to " + std::to_string(cut) + " bytes", good.substr(0, cut));
+  }
+  for (size_t at : {size_t{0}, n / 2, n - 1, n}) {
+    damaged.emplace_back("a byte inserted at " + std::to_string(at),
+                         good.substr(0, at) + "Z" + good.substr(at));
+  }
+
+  int detected = 0;
+  for (const auto& [what, bytes] : damaged) {
+    ASSERT_NE(bytes, good) << what;
+    vicreg::apps::write_file_atomically(file, bytes);
+    const auto scan = vicreg::apps::checkpoints_in(dir);
+    EXPECT_TRUE(scan.intact.empty()) << what;
+    try {
+      vicreg::apps::load_checkpoint(file, run.state);
+      ADD_FAILURE() << "loaded a checkpoint with " << what;
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find(file.string()), std::string::npos) << what << ": " << m;
+      ++detected;
+    }
+  }
+  EXPECT_EQ(detected, static_cast<int>(damaged.size()));
+  expect_equal(run.tensors(), before);
+  EXPECT_TRUE(run.gen.get_state().equal(draw_state));
+  // The undamaged bytes load.
+  vicreg::apps::write_file_atomically(file, good);
+  EXPECT_EQ(vicreg::apps::load_checkpoint(file, run.state).progress.steps, 4);
 }
 
 }  // namespace

@@ -2,8 +2,7 @@
 
 #include "checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "files.h"
 
 #include <fmt/format.h>
 
@@ -16,7 +15,10 @@ namespace fs = std::filesystem;
 namespace vicreg::apps {
 namespace {
 
-constexpr const char* kFormat = "vicreg_train checkpoint 1";
+// Format 2 added the checksum line; format 1 files (no checksum) are refused as unverifiable.
+constexpr const char* kFormat = "vicreg_train checkpoint 2";
+constexpr std::string_view kChecksumTag = "vicreg_train checkpoint sha256 ";
+constexpr size_t kChecksumLine = kChecksumTag.size() + 64 + 1;
 
 // A module's parameters and buffers in a fixed order, with their dotted names.
 std::vector<std::pair<std::string, at::Tensor>> tensors_of(torch::nn::Module& m) {
@@ -39,16 +41,6 @@ at::Tensor doubles(const std::vector<double>& v) {
 std::vector<double> to_vector(const at::Tensor& t) {
   const auto c = t.to(at::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
-// The file reaches the disk before it is renamed into place: a power loss, not only a kill,
-// then leaves either checkpoint whole.
-void sync_file(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  TORCH_CHECK(fd >= 0, "checkpoint: cannot open ", p.string(), " to flush it");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  TORCH_CHECK(rc == 0, "checkpoint: flushing ", p.string(), " failed");
 }
 
 // "name value" lines -> map, for naming the settings that differ.
@@ -85,20 +77,49 @@ at::Tensor read_tensor(torch::serialize::InputArchive& a, const std::string& key
   return t;
 }
 
-// Opens a checkpoint and checks its format; a missing or unreadable file is a c10::Error.
-torch::serialize::InputArchive open_checkpoint(const fs::path& file) {
-  torch::serialize::InputArchive a;
+// A checkpoint's archive bytes, after checking them against the checksum line; a missing,
+// short or damaged file is a c10::Error that says which and what did not match.
+std::string verified_archive(const fs::path& file) {
+  std::string bytes;
   try {
-    a.load_from(file.string());
+    bytes = read_file(file);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (", e.what(), ")");
+  }
+  const size_t n = bytes.size();
+  const std::string_view line =
+      n >= kChecksumLine ? std::string_view(bytes).substr(n - kChecksumLine) : "";
+  TORCH_CHECK(line.substr(0, kChecksumTag.size()) == kChecksumTag && line.back() == '\n',
+              "checkpoint ", file.string(), " has no checksum line at its end (", n,
+              " bytes): cut short, damaged, or written by a vicreg_train without checksums");
+  bytes.resize(n - kChecksumLine);
+  const auto recorded = std::string(line.substr(kChecksumTag.size(), 64));
+  const auto actual = sha256_hex(bytes);
+  TORCH_CHECK(actual == recorded, "checkpoint ", file.string(), " is damaged: the SHA-256 of its ",
+              bytes.size(), " bytes of data is ", actual, ", its checksum line records ",
+              recorded);
+  return bytes;
+}
+
+// A checkpoint's archive, checked; it reads from `bytes`, which must outlive it.
+struct Opened {
+  std::string bytes;
+  torch::serialize::InputArchive archive;
+};
+
+// Opens a checkpoint and checks its checksum and format; any failure is a c10::Error.
+void open_checkpoint(const fs::path& file, Opened& o) {
+  o.bytes = verified_archive(file);
+  try {
+    o.archive.load_from(o.bytes.data(), o.bytes.size());
   } catch (const c10::Error& e) {
     TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (",
                 e.what_without_backtrace(), ")");
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "checkpoint ", file.string(), " cannot be read (", e.what(), ")");
   }
-  TORCH_CHECK(read_string(a, "format", file) == kFormat, "checkpoint ", file.string(),
+  TORCH_CHECK(read_string(o.archive, "format", file) == kFormat, "checkpoint ", file.string(),
               ": written by another version of vicreg_train (expected '", kFormat, "')");
-  return a;
 }
 
 }  // namespace
@@ -134,10 +155,23 @@ void save_checkpoint(const fs::path& dir, const RunState& s, const Resumed& r) {
   a.write("optimizer", opt);
   for (const auto& [name, g] : s.generators) a.write("generator_" + name, g.get_state());
 
+  std::string bytes;
+  a.save_to([&bytes](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  bytes += std::string(kChecksumTag) + sha256_hex(bytes) + "\n";
+
   const auto tmp = dir / "checkpoint.pt.tmp";
-  a.save_to(tmp.string());
-  sync_file(tmp);
   const auto current = checkpoint_file(dir);
+  try {
+    write_and_sync(tmp, bytes);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "checkpoint after step ", p.steps, ": ", e.what(), "; ",
+                fs::exists(current) ? current.string() + " and the previous checkpoint are"
+                                    : std::string("no checkpoint was"),
+                " left as they were");
+  }
   std::error_code ec;
   if (fs::exists(current)) fs::rename(current, previous_checkpoint_file(dir), ec);
   TORCH_CHECK(!ec, "checkpoint: renaming ", current.string(), " failed: ", ec.message());
@@ -145,23 +179,27 @@ void save_checkpoint(const fs::path& dir, const RunState& s, const Resumed& r) {
   TORCH_CHECK(!ec, "checkpoint: renaming ", tmp.string(), " failed: ", ec.message());
 }
 
-std::vector<std::pair<int64_t, fs::path>> checkpoints_in(const fs::path& dir) {
-  std::vector<std::pair<int64_t, fs::path>> found;
+CheckpointScan checkpoints_in(const fs::path& dir) {
+  CheckpointScan scan;
   for (const auto& f : {checkpoint_file(dir), previous_checkpoint_file(dir)}) {
     if (!fs::exists(f)) continue;
     try {
-      auto a = open_checkpoint(f);
-      found.emplace_back(read_int(a, "steps", f), f);
+      Opened o;
+      open_checkpoint(f, o);
+      scan.intact.emplace_back(read_int(o.archive, "steps", f), f);
     } catch (const c10::Error& e) {
       // A damaged file is skipped with a note; the other one may still be whole.
-      fmt::print(stderr, "{}; skipped\n", e.what_without_backtrace());
+      scan.damaged.push_back(e.what_without_backtrace());
+      fmt::print(stderr, "{}; skipped\n", scan.damaged.back());
     }
   }
-  return found;
+  return scan;
 }
 
 Resumed load_checkpoint(const fs::path& file, const RunState& s) {
-  auto a = open_checkpoint(file);
+  Opened o;
+  open_checkpoint(file, o);
+  auto& a = o.archive;
   // The settings first: they name what differs in the user's terms.
   const auto theirs = settings_map(read_string(a, "settings", file));
   const auto ours = settings_map(s.settings);

@@ -1,7 +1,13 @@
 #pragma once
 // vicreg_train's checkpoints: everything a run needs to continue bit for bit after a kill (the
 // models, the optimizer, the loop's position and data order, every random generator), written
-// so that a kill during the write leaves the previous checkpoint intact.
+// so that a kill or a failed write leaves the previous checkpoint intact, and checked on
+// reading: a file whose bytes differ from the ones written is refused as damaged.
+//
+// The file: LibTorch's archive (torch::serialize::OutputArchive), then one line
+// "vicreg_train checkpoint sha256 HEX\n" with the SHA-256 of everything before it. LibTorch
+// stores tensors uncompressed and does not check them on reading, so without it a flipped bit
+// in a weight would read back as another weight.
 
 #include <torch/torch.h>
 
@@ -49,16 +55,23 @@ std::filesystem::path checkpoint_file(const std::filesystem::path& dir);
 std::filesystem::path previous_checkpoint_file(const std::filesystem::path& dir);
 
 /// Writes the state into `dir`: to a temporary file first, flushed to disk, then renamed over
-/// the newest checkpoint after that has been renamed to the previous one.
+/// the newest checkpoint after that has been renamed to the previous one. A failed write (a
+/// full disk) removes the temporary file, leaves both checkpoints as they were, and is a
+/// c10::Error that says so.
 void save_checkpoint(const std::filesystem::path& dir, const RunState& s, const Resumed& r);
 
-/// The steps of the loadable checkpoints in `dir` (newest file first; none: empty), with
-/// their files.
-std::vector<std::pair<int64_t, std::filesystem::path>> checkpoints_in(
-    const std::filesystem::path& dir);
+/// The checkpoints found in a run directory.
+struct CheckpointScan {
+  /// The intact ones: their steps and files, newest file first.
+  std::vector<std::pair<int64_t, std::filesystem::path>> intact;
+  /// Why each of the others cannot be used (cut short, damaged, unreadable), one per file.
+  std::vector<std::string> damaged;
+};
+/// Reads and checks both checkpoint files of `dir`; a missing file is in neither list.
+CheckpointScan checkpoints_in(const std::filesystem::path& dir);
 
-/// Restores the state from `file`. Checks everything first (the settings, rank and world, the
-/// names, shapes and dtypes of every tensor) and refuses a checkpoint of another run with a
+/// Restores the state from `file`. Checks everything first (the checksum, the settings, rank
+/// and world, the names, shapes and dtypes of every tensor) and refuses a checkpoint of another run with a
 /// c10::Error that says what differs, before any object is changed.
 Resumed load_checkpoint(const std::filesystem::path& file, const RunState& s);
 

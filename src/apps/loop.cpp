@@ -72,7 +72,11 @@ LoopResult train_loop(torch::optim::Optimizer& opt, at::Generator& gen, const Lo
         if (const auto v = s.after_step(r.steps + 1)) extra = fmt::format(",{:.4f}", *v);
         r.hook_seconds += seconds_since(t_hook);
       }
-      if (s.csv) *s.csv << metrics_csv_row(r.steps, epoch, r.last, ips, lr, extra) << std::flush;
+      if (s.csv) {
+        *s.csv << metrics_csv_row(r.steps, epoch, r.last, ips, lr, extra) << std::flush;
+        TORCH_CHECK(s.csv->good(), "writing step ", r.steps + 1,
+                    " to metrics.csv failed (a full disk?); the last checkpoint is intact");
+      }
       ++r.steps;
       if (s.checkpoint && (r.steps % s.checkpoint_every == 0 || r.steps == s.total_steps)) {
         s.checkpoint({r.steps, perm, sums, count, seconds_before + seconds_since(t0),

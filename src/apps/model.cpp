@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <sstream>
 
+#include "files.h"
 #include "int_list.h"
 
 namespace vicreg::apps {
@@ -61,6 +63,25 @@ std::vector<torch::Tensor> Models::parameters() const {
   return params;
 }
 
+void save_with_checksum(const torch::nn::Sequential& m, const std::filesystem::path& file) {
+  std::ostringstream bytes;
+  torch::save(m, bytes);
+  write_with_checksum(file, bytes.str());
+}
+
+void load_verified(torch::nn::Sequential& m, const std::filesystem::path& file) {
+  TORCH_CHECK(std::filesystem::exists(file), file.string(), " is missing");
+  const auto bytes = read_file(file);
+  const auto mismatch = checksum_mismatch(file, bytes);
+  TORCH_CHECK(!mismatch, file.string(), " is damaged: ", *mismatch);
+  if (!std::filesystem::exists(file.string() + ".sha256")) {
+    fmt::print("note: {} has no {}.sha256 (saved before checksums): not verified\n",
+               file.string(), file.filename().string());
+  }
+  std::istringstream in(bytes);
+  torch::load(m, in);
+}
+
 Models build_models(const TrainConfig& c) {
   const auto dims = sizes(c.proj_dims, kProjDims, "--proj-dims");
   const auto widths = sizes(c.encoder_widths, kEncoderWidths, "--encoder-widths");
@@ -71,8 +92,8 @@ Models build_models(const TrainConfig& c) {
   m.encoder_init = clone_module(m.encoder);
   m.projector_init = clone_module(m.projector);
   if (c.eval_only) {
-    torch::load(m.encoder, (std::filesystem::path(c.resume) / "encoder.pt").string());
-    torch::load(m.projector, (std::filesystem::path(c.resume) / "projector.pt").string());
+    load_verified(m.encoder, std::filesystem::path(c.resume) / "encoder.pt");
+    load_verified(m.projector, std::filesystem::path(c.resume) / "projector.pt");
     fmt::print("evaluating the encoder and projector of {}\n", c.resume);
   }
   return m;

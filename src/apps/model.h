@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <vector>
 
@@ -31,6 +32,15 @@ struct Models {
 /// The models --encoder-widths, --pool and --proj-dims describe; with --eval-only, the
 /// weights of the --resume run.
 Models build_models(const TrainConfig& c);
+
+/// Saves the module as torch::save does, whole or not at all, with its SHA-256 in FILE.sha256
+/// (`sha256sum -c encoder.pt.sha256` verifies it).
+void save_with_checksum(const torch::nn::Sequential& m, const std::filesystem::path& file);
+
+/// Loads a module that save_with_checksum saved, after checking it against FILE.sha256: a
+/// mismatch is a c10::Error; a file without FILE.sha256 (saved before checksums) is loaded
+/// with a note that it was not verified.
+void load_verified(torch::nn::Sequential& m, const std::filesystem::path& file);
 
 /// Features of a batch of images.
 using Features = std::function<at::Tensor(const at::Tensor&)>;

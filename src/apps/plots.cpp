@@ -7,10 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
+#include <sstream>
 #include <map>
 #include <stdexcept>
 
+#include "files.h"
 #include "plots_gp.h"  // kPlotsTemplate: src/apps/plots.gp, carried by the program
 
 namespace fs = std::filesystem;
@@ -69,26 +70,28 @@ std::vector<std::string> write_plot_data(const fs::path& out, const RunFacts& f,
                                          const std::vector<ResultRow>& rows) {
   std::vector<std::string> wrote;
   if (has_curve(f)) {
-    std::ofstream csv(out / "curve.csv");
+    std::ostringstream csv;
     csv << "step,knn,random_init_knn,raw_pixels_knn\n";
     for (const auto& p : f.curve.points) {
       csv << fmt::format("{},{:.4f},{:.4f},{:.4f}\n", p.step, p.knn_pct, f.curve.random_init_pct,
                          f.curve.pixels_pct);
     }
+    write_file_atomically(out / "curve.csv", csv.str());
     wrote.push_back("curve.csv");
   }
   if (has_pca(rows)) {
     const auto &a = *rows[0].pca, &b = *rows[1].pca;
-    std::ofstream csv(out / "pca.csv");
+    std::ostringstream csv;
     csv << "label,trained_pc1,trained_pc2,random_pc1,random_pc2\n";
     for (size_t i = 0; i < a.labels.size(); ++i) {
       csv << fmt::format("{},{:.5g},{:.5g},{:.5g},{:.5g}\n", a.labels[i], a.pc1[i], a.pc2[i],
                          b.pc1[i], b.pc2[i]);
     }
+    write_file_atomically(out / "pca.csv", csv.str());
     wrote.push_back("pca.csv");
   }
   if (has_few_label(rows)) {
-    std::ofstream csv(out / "few_label.csv");
+    std::ostringstream csv;
     csv << "labels_per_class,vicreg,vicreg_std,random_init,random_init_std,raw_pixels,"
            "raw_pixels_std\n";
     for (size_t i = 0; i < rows[0].few_label.size(); ++i) {
@@ -99,6 +102,7 @@ std::vector<std::string> write_plot_data(const fs::path& out, const RunFacts& f,
       }
       csv << "\n";
     }
+    write_file_atomically(out / "few_label.csv", csv.str());
     wrote.push_back("few_label.csv");
   }
   return wrote;
@@ -158,13 +162,34 @@ std::vector<std::string> write_plots(const fs::path& out, const std::vector<std:
     script += section("pca", v);
     pictures.push_back("pca.png");
   }
-  std::ofstream(out / "plots.gp") << script;
-  const auto cmd = "gnuplot '" + (out / "plots.gp").string() + "'";
-  if (std::system(cmd.c_str()) != 0) {
-    fmt::print(stderr, "gnuplot failed: {}\n", cmd);
-    return {};
+  write_file_atomically(out / "plots.gp", script);
+  // gnuplot draws into a scratch folder; the pictures replace the old ones only when all are
+  // drawn, so a failure (a full disk) leaves no half-written PNG.
+  const auto scratch = out / "plots.tmp";
+  fs::create_directories(scratch);
+  const auto run_script = scratch / "plots.gp";
+  std::string redirected = script;
+  const std::string from = "set output '" + v["out"] + "/";
+  const std::string to = "set output '" + fs::absolute(scratch).string() + "/";
+  for (size_t at = 0; (at = redirected.find(from, at)) != std::string::npos; at += to.size()) {
+    redirected.replace(at, from.size(), to);
   }
-  return pictures;
+  bool drawn = false;
+  try {
+    write_file_atomically(run_script, redirected);
+    const auto cmd = "gnuplot '" + run_script.string() + "'";
+    drawn = std::system(cmd.c_str()) == 0;
+    if (!drawn) fmt::print(stderr, "gnuplot failed: {}\n", cmd);
+    for (const auto& name : pictures) {
+      if (!drawn) break;
+      fs::rename(scratch / name, out / name);
+    }
+  } catch (...) {
+    fs::remove_all(scratch);
+    throw;
+  }
+  fs::remove_all(scratch);
+  return drawn ? pictures : std::vector<std::string>{};
 }
 
 }  // namespace vicreg::apps

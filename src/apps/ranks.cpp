@@ -36,19 +36,32 @@ void average_gradients(const std::vector<torch::Tensor>& params, const Ranks& ra
 
 std::optional<std::filesystem::path> pick_checkpoint(const TrainConfig& c, const Ranks& ranks) {
   if (c.resume.empty() || c.eval_only) return std::nullopt;
-  const auto found = checkpoints_in(c.resume);
+  const auto scan = checkpoints_in(c.resume);
   std::vector<int64_t> steps;
-  for (const auto& [step, file] : found) steps.push_back(step);
+  for (const auto& [step, file] : scan.intact) steps.push_back(step);
+  // Checkpoints that exist but none intact: starting over would write over the evidence.
+  const bool broken = steps.empty() && !scan.damaged.empty();
+  std::string damaged;
+  for (const auto& d : scan.damaged) damaged += "; " + d;
   int64_t chosen = steps.empty() ? -1 : *std::max_element(steps.begin(), steps.end());
 #ifdef VICREG_WITH_DISTRIBUTED
   if (ranks.group) {
-    auto mine = at::full({1, 2}, -1.0, at::kDouble);
+    // Each rank's two steps (-1: none), and whether its checkpoints are all damaged.
+    auto mine = at::full({1, 3}, -1.0, at::kDouble);
     for (size_t i = 0; i < steps.size() && i < 2; ++i) mine[0][i] = double(steps[i]);
+    mine[0][2] = broken ? 1.0 : 0.0;
     const auto all = vicreg::distributed::all_gather(mine, *ranks.group);
+    for (int64_t r = 0; r < all.size(0); ++r) {
+      TORCH_CHECK(all[r][2].item<double>() == 0.0, "--resume ", c.resume, ": rank ", r,
+                  " has no intact checkpoint", r == ranks.rank ? damaged : "",
+                  ". Refused, and nothing written: restore its checkpoint, or move every "
+                  "rank's checkpoints away to start at step 0");
+    }
+    const auto both = all.narrow(1, 0, 2);
     std::string each;
     chosen = -1;
     for (int64_t step : steps) {
-      if ((all == double(step)).any(1).all().item<bool>()) chosen = std::max(chosen, step);
+      if ((both == double(step)).any(1).all().item<bool>()) chosen = std::max(chosen, step);
     }
     for (int64_t r = 0; r < all.size(0); ++r) {
       each += fmt::format("; rank {}: {} and {}", r, all[r][0].item<double>(),
@@ -60,14 +73,17 @@ std::optional<std::filesystem::path> pick_checkpoint(const TrainConfig& c, const
     }
   }
 #endif
-  // A run killed before its first checkpoint starts again from step 0, so that a restart
-  // with the same command line (as torchrun's restarts do) always works.
+  TORCH_CHECK(!broken, "--resume ", c.resume, ": no intact checkpoint", damaged,
+              ". Refused, and nothing written: restore a checkpoint, or move the damaged ones "
+              "away to start at step 0");
+  // A run killed before its first checkpoint (or a first launch under a script that always
+  // passes --resume) starts at step 0, so that a restart with the same command line works.
   if (chosen < 0) {
-    fmt::print("--resume {}: no checkpoint to continue from ({} is missing or damaged); "
-               "training starts at step 0\n", c.resume, checkpoint_file(c.resume).string());
+    fmt::print("--resume {}: no checkpoint to continue from; training starts at step 0\n",
+               c.resume);
     return std::nullopt;
   }
-  for (const auto& [step, file] : found) {
+  for (const auto& [step, file] : scan.intact) {
     if (step == chosen) return file;
   }
   return std::nullopt;

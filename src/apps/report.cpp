@@ -8,9 +8,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "files.h"
 #include "plots.h"
 
 namespace fs = std::filesystem;
@@ -200,7 +202,7 @@ std::string loss_cost_line(const LossCost& l) {
 }
 
 void write_std_sorted_csv(const fs::path& file, const std::vector<ResultRow>& rows) {
-  std::ofstream csv(file);
+  std::ostringstream csv;
   csv << "rank,trained_embedding,random_embedding,trained_repr,random_repr\n";
   const auto& trained = rows.at(0);
   const auto& random = rows.at(1);
@@ -214,6 +216,7 @@ void write_std_sorted_csv(const fs::path& file, const std::vector<ResultRow>& ro
     csv << fmt::format("{},{},{},{},{}\n", i + 1, at(te, i), at(re, i), at(trained.repr.std, i),
                        at(random.repr.std, i));
   }
+  write_file_atomically(file, csv.str());
 }
 
 namespace {
@@ -299,7 +302,7 @@ void write_results_json(const fs::path& file, const TrainConfig& c, const RunFac
   j["timing"] = timing;
   j["train_seconds"] = std::round(f.train_seconds * 10) / 10;
   j["total_seconds"] = std::round(f.total_seconds * 10) / 10;
-  std::ofstream(file) << j.dump(2) << "\n";
+  write_file_atomically(file, j.dump(2) + "\n");
 }
 
 void report_results(const fs::path& out, const TrainConfig& c, const RunFacts& f,
@@ -316,14 +319,17 @@ void report_results(const fs::path& out, const TrainConfig& c, const RunFacts& f
   fmt::print("trained for {} steps ({:.0f} s); total run {:.0f} s ({})\n", f.steps,
              f.train_seconds, f.total_seconds, phases);
   fmt::print("{}", collapse_warning(rows.at(0), f));
-  std::ofstream(out / "table.md") << table << (few.empty() ? "" : "\n" + few);
+  write_file_atomically(out / "table.md", table + (few.empty() ? "" : "\n" + few));
   write_std_sorted_csv(out / "std_sorted.csv", rows);
   write_results_json(out / "results.json", c, f, rows);
   std::string wrote = "metrics.csv, results.json, table.md, std_sorted.csv";
   for (const auto& name : write_plot_data(out, f, rows)) wrote += ", " + name;
   if (f.steps > 0) {
     for (const auto& name : write_plots(out, c.compare, f, rows)) wrote += ", " + name;
-    wrote += ", encoder.pt, projector.pt";
+    wrote += ", encoder.pt, projector.pt (each with its .sha256)";
+  }
+  for (const char* name : {"checkpoint.pt", "checkpoint.prev.pt"}) {
+    if (fs::exists(out / name)) wrote += fmt::format(", {}", name);
   }
   fmt::print("wrote {}: {}\n", out.string(), wrote);
   fmt::print("{}", verdict_line(rows));

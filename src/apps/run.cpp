@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "data.h"
+#include "files.h"
 #include "model.h"
 #include "ranks.h"
 #include "progress.h"
@@ -97,8 +98,8 @@ std::vector<ResultRow> run_one(const TrainConfig& c) {
   const auto trained = train_vicreg(m, criterion, train, test, c, ranks, out, f.curve);
   if (finish_rank(m, ranks, trained)) return {};
   if (trained.steps > 0) {
-    torch::save(m.encoder, (out / "encoder.pt").string());
-    torch::save(m.projector, (out / "projector.pt").string());
+    save_with_checksum(m.encoder, out / "encoder.pt");
+    save_with_checksum(m.projector, out / "projector.pt");
   }
   const auto t_eval = std::chrono::steady_clock::now();
   const auto rows = evaluate_rows(m, train, test, c);
@@ -147,7 +148,7 @@ int run_training(const TrainConfig& c) {
   }
   const auto summary = seeds_summary(c.seeds, runs);
   fmt::print("\n{}", summary);
-  std::ofstream(fs::path(c.out_dir) / "seeds.md") << summary;
+  write_file_atomically(fs::path(c.out_dir) / "seeds.md", summary);
   return 0;
 }
 

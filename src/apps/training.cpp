@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "eval.h"
+#include "files.h"
 #include "progress.h"
 
 namespace fs = std::filesystem;
@@ -99,8 +100,7 @@ void open_metrics(std::ofstream& csv, const fs::path& file, const std::string& h
       kept += line + "\n";
     }
   }
-  csv.open(file);
-  csv << kept;
+  start_log(csv, file, kept);
 }
 
 }  // namespace
