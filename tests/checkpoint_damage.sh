@@ -116,11 +116,13 @@ EOF
   # Room for 2.5 checkpoints and the small files.
   ckpt=$(stat -c %s "$out/full/checkpoint.pt")
   size=$(( ckpt * 5 / 2 + 256 * 1024 ))
-  if unshare -m true 2> /dev/null; then ns=(unshare -m)
-  elif unshare -rm true 2> /dev/null; then ns=(unshare -rm)
+  probe='mount -t tmpfs -o size=64k tmpfs "$0" && umount "$0"'
+  mkdir "$out/probe"
+  if unshare -m sh -c "$probe" "$out/probe" 2> /dev/null; then ns=(unshare -m)
+  elif unshare -rm sh -c "$probe" "$out/probe" 2> /dev/null; then ns=(unshare -rm)
   else
     [ "${VICREG_REQUIRE_TMPFS:-0}" = 1 ] && fail "no mount namespace for the tmpfs"
-    echo "SKIP: no mount namespace (needs root or user namespaces) for a small tmpfs"
+    echo "SKIP: cannot mount a small tmpfs in a mount namespace (needs root or user namespaces)"
     exit 77
   fi
   "${ns[@]}" bash -c "$inner" inner "$train" "$out" "$size" "${args[@]}" || fail "full disk"

@@ -6,8 +6,8 @@
 #                           other settings is refused; a torn newest checkpoint falls back on
 #                           the previous one.
 #   resume.sh TRAIN ranks:  two ranks on 127.0.0.1; one of them (chosen at random) is killed,
-#                           the other must exit with an error naming it; both are relaunched
-#                           with --resume.
+#                           the other must exit with an error naming it; the killed rank's
+#                           newest checkpoint is damaged; both are relaunched with --resume.
 # Skips (exit 77) without the dataset.
 set -euo pipefail
 train="$1"
@@ -144,13 +144,25 @@ else
 fi
 pids=()
 port=$((port + 1))
+# Where the killed rank has two checkpoints, its newest is damaged too (4 KiB of random bytes):
+# the ranks agree on an older step (or on step 0) and still end as the uninterrupted run.
+damaged=""
+if [ -f "$out/cut$victim/checkpoint.prev.pt" ] && [ -f "$out/cut$victim/checkpoint.pt" ]; then
+  f="$out/cut$victim/checkpoint.pt"
+  dd if=/dev/urandom of="$f" bs=1 count=4096 seek=$(( $(stat -c %s "$f") / 3 )) conv=notrunc \
+    status=none
+  damaged="; its newest checkpoint damaged"
+fi
 for r in 0 1; do start "$r" 2 "$out/cut$r"; done
 for p in "${pids[@]}"; do wait "$p" || fail "the resumed two-rank run"; done
+if [ -n "$damaged" ]; then
+  grep -q "checkpoint.pt is damaged" "$out/cut$victim.log" || fail "the damage was not reported"
+fi
 for r in 0 1; do
   [ "$(digests "$out/full$r.log")" = "$(digests "$out/cut$r.log")" ] ||
     fail "rank $r: digests differ"
   same_run "$out/full$r" "$out/cut$r"
 done
 cmp -s "$out/full0/encoder.pt" "$out/cut0/encoder.pt" || fail "encoder.pt differs"
-echo "rank $victim killed at step $killed_at of $total, rank $other named it and exited;" \
+echo "rank $victim killed at step $killed_at of $total$damaged, rank $other named it and exited;" \
      "both resumed: digests, losses and rank 0's weights equal to the uninterrupted run's"

@@ -176,9 +176,13 @@ void add_process_options(CLI::App& app, TrainConfig& c) {
   app.add_flag("--distributed", c.distributed,
                "data parallel over the ranks that RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
                "describe (one process per rank, as torchrun starts them)");
-  app.add_flag("--keep-freed-memory,!--no-keep-freed-memory", c.keep_freed_memory,
-               "keep freed memory in the process instead of returning it to the system "
-               "(faster epochs, see src/apps/README.md; default on)");
+  // Two flags rather than CLI11's "--a,!--no-a", whose help prints a confusing "{false}".
+  auto* keep = app.add_flag("--keep-freed-memory", c.keep_freed_memory,
+                            "keep freed memory in the process instead of returning it to the "
+                            "system (faster epochs, see src/apps/README.md; the default)");
+  app.add_flag_callback("--no-keep-freed-memory", [&c] { c.keep_freed_memory = false; },
+                        "return freed memory to the system (the C library's default)")
+      ->excludes(keep);
 }
 
 // Edits (insertions, deletions, substitutions) that turn a into b.
