@@ -3,7 +3,7 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/core.h"
 #include "ops/settings.h"
 #include "vicreg/functional.h"

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/settings.h"
 #include "vicreg/loss.h"
 #include "vicreg/vcreg.h"

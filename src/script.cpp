@@ -3,7 +3,7 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/sugared_value.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/settings.h"
 #include "vicreg/script.h"
 

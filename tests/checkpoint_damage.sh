@@ -90,25 +90,31 @@ mount -t tmpfs -o size="$size" tmpfs "$out/tmpfs"
 if "$train" "${args[@]}" --out-dir "$out/tmpfs/run" > "$out/disk.log" 2>&1; then
   echo "FAIL: the run went on past a full disk"; exit 1
 fi
-grep -q "checkpoint after step 9: writing $out/tmpfs/run/checkpoint.pt.tmp failed.*No space left on device; $out/tmpfs/run/checkpoint.pt and the previous checkpoint are left as they were" \
+grep -q "checkpoint after step 9: writing $out/tmpfs/run/checkpoint.pt.tmp failed.*No space left on device; left as they were: $out/tmpfs/run/checkpoint.pt and $out/tmpfs/run/checkpoint.prev.pt" \
   "$out/disk.log" || { echo "FAIL: no clear error"; tail -3 "$out/disk.log"; exit 1; }
 [ ! -e "$out/tmpfs/run/checkpoint.pt.tmp" ] || { echo "FAIL: the partial file stayed"; exit 1; }
 grep "vicreg_train:" "$out/disk.log"
 cp -r "$out/tmpfs/run" "$out/resumed"
-# The final outputs on a full disk: a copy of a finished run, then the disk filled up, then
-# --eval-only writes its results there: it fails, and every file stays as it was.
+# The final outputs on a full disk: a copy of a finished run's outputs, then the disk filled up
+# but for one page (4 KiB), then --eval-only writes its results there. The small files fit in
+# that page one at a time (each new one replaces its old one); std_sorted.csv (3 pages) does
+# not: the run stops there, with that file and every later one as it was, and no partial file.
 rm -rf "$out/tmpfs/run"
-cp -r "$out/full" "$out/tmpfs/eval"
-rm "$out/tmpfs/eval/checkpoint.pt" "$out/tmpfs/eval/checkpoint.prev.pt"
-before=$(cd "$out/tmpfs/eval" && sha256sum *)
+mkdir "$out/tmpfs/eval"
+find "$out/full" -maxdepth 1 -type f ! -name 'checkpoint*' -exec cp {} "$out/tmpfs/eval" \;
+later=(std_sorted.csv results.json curve.csv pca.csv plots.gp loss.png std.png pca.png)
+before=$(cd "$out/tmpfs/eval" && sha256sum "${later[@]}")
 dd if=/dev/zero of="$out/tmpfs/filler" bs=4k status=none 2> /dev/null || true
+truncate -s -4096 "$out/tmpfs/filler"
 if "$train" "${args[@]}" --eval-only --resume "$out/full" --out-dir "$out/tmpfs/eval" \
      > "$out/eval.log" 2>&1; then
   echo "FAIL: the evaluation wrote on a full disk"; exit 1
 fi
-grep -q "No space left on device" "$out/eval.log" || { echo "FAIL: no clear error"; exit 1; }
-[ "$before" = "$(cd "$out/tmpfs/eval" && sha256sum *)" ] ||
+grep -q "writing $out/tmpfs/eval/std_sorted.csv.tmp failed.*No space left on device" \
+  "$out/eval.log" || { echo "FAIL: no clear error"; tail -3 "$out/eval.log"; exit 1; }
+[ "$before" = "$(cd "$out/tmpfs/eval" && sha256sum "${later[@]}")" ] ||
   { echo "FAIL: the outputs changed on a full disk"; exit 1; }
+[ -z "$(find "$out/tmpfs/eval" -name '*.tmp')" ] || { echo "FAIL: a partial file stayed"; exit 1; }
 grep "vicreg_train:" "$out/eval.log"
 umount "$out/tmpfs"
 EOF

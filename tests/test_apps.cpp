@@ -640,6 +640,27 @@ TEST(Checkpoint, ATornNewestCheckpointLeavesThePreviousOne) {
   EXPECT_THROW(vicreg::apps::load_checkpoint(newest, run.state), c10::Error);
 }
 
+// After a resume from checkpoint.prev.pt past a damaged checkpoint.pt, the next checkpoint
+// replaces the damaged file and the intact previous one stays: two intact checkpoints again.
+TEST(Checkpoint, ADamagedNewestIsNotRotatedOverTheIntactPrevious) {
+  const auto dir = scratch() / "ckpt_rotate";
+  fs::create_directories(dir);
+  SmallRun run(3);
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(3));
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(6));
+  const auto newest = vicreg::apps::checkpoint_file(dir);
+  auto bytes = vicreg::apps::read_file(newest);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 1);
+  vicreg::apps::write_file_atomically(newest, bytes);
+  ASSERT_EQ(vicreg::apps::checkpoints_in(dir).intact.size(), 1u);
+  vicreg::apps::save_checkpoint(dir, run.state, progress_at(9));
+  const auto found = vicreg::apps::checkpoints_in(dir);
+  ASSERT_EQ(found.intact.size(), 2u);
+  EXPECT_TRUE(found.damaged.empty());
+  EXPECT_EQ(found.intact[0].first, 9);
+  EXPECT_EQ(found.intact[1].first, 3);
+}
+
 // ---- Checksums ------------------------------------------------------------------------------
 
 // FIPS 180-2's examples, then every length around the 64-byte block and its 56-byte padding

@@ -163,17 +163,30 @@ void save_checkpoint(const fs::path& dir, const RunState& s, const Resumed& r) {
   bytes += std::string(kChecksumTag) + sha256_hex(bytes) + "\n";
 
   const auto tmp = dir / "checkpoint.pt.tmp";
-  const auto current = checkpoint_file(dir);
+  const auto current = checkpoint_file(dir), previous = previous_checkpoint_file(dir);
   try {
     write_and_sync(tmp, bytes);
   } catch (const std::exception& e) {
+    std::string kept;
+    for (const auto& f : {current, previous}) {
+      if (fs::exists(f)) kept += (kept.empty() ? "" : " and ") + f.string();
+    }
     TORCH_CHECK(false, "checkpoint after step ", p.steps, ": ", e.what(), "; ",
-                fs::exists(current) ? current.string() + " and the previous checkpoint are"
-                                    : std::string("no checkpoint was"),
-                " left as they were");
+                kept.empty() ? std::string("no checkpoint had been written yet")
+                             : "left as they were: " + kept);
   }
   std::error_code ec;
-  if (fs::exists(current)) fs::rename(current, previous_checkpoint_file(dir), ec);
+  // Only an intact checkpoint becomes the previous one: after a resume from checkpoint.prev.pt
+  // past a damaged checkpoint.pt, the damaged file must not take the good one's place.
+  bool rotate = fs::exists(current);
+  if (rotate) {
+    try {
+      verified_archive(current);
+    } catch (const c10::Error&) {
+      rotate = false;
+    }
+  }
+  if (rotate) fs::rename(current, previous, ec);
   TORCH_CHECK(!ec, "checkpoint: renaming ", current.string(), " failed: ", ec.message());
   fs::rename(tmp, current, ec);
   TORCH_CHECK(!ec, "checkpoint: renaming ", tmp.string(), " failed: ", ec.message());

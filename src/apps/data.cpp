@@ -68,7 +68,7 @@ at::Tensor read_idx_gz(const std::string& path) {
     read_exact(f.get(), b, 4, path, "the header");
     sizes[i] = (int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | b[3];
     TORCH_CHECK(sizes[i] > 0, "read_idx_gz: '", path, "': dim ", i, " has size 0");
-    // Checked before the product, which could pass int64's range (found by the fuzzer).
+    // Checked before the product, which could pass int64's range.
     TORCH_CHECK(sizes[i] <= (int64_t(1) << 34) / total, "read_idx_gz: '", path,
                 "': header declares an implausibly large tensor");
     total *= sizes[i];

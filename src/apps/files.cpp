@@ -112,13 +112,14 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string read_file(const fs::path& file) {
+  if (!fs::is_regular_file(file)) throw std::runtime_error("cannot read " + file.string() + ": not a file");
   std::ifstream in(file, std::ios::binary);
   if (!in) fail("cannot open " + file.string(), errno);
   std::string s;
   std::error_code ec;
   if (const auto size = fs::file_size(file, ec); !ec) s.reserve(size);
   s.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) fail("cannot read " + file.string(), errno);
+  if (in.bad()) throw std::runtime_error("cannot read " + file.string());
   return s;
 }
 
@@ -170,6 +171,10 @@ void start_log(std::ofstream& log, const fs::path& file, std::string_view bytes)
 }
 
 void write_with_checksum(const fs::path& file, std::string_view bytes) {
+  // The old checksum goes first: a kill between the two writes then leaves a file without a
+  // checksum (loaded with a note), not a good file beside a stale checksum (refused).
+  std::error_code ec;
+  fs::remove(checksum_file(file), ec);
   write_file_atomically(file, bytes);
   write_file_atomically(checksum_file(file),
                         sha256_hex(bytes) + "  " + file.filename().string() + "\n");

@@ -25,7 +25,8 @@ std::string verdict_line(const std::vector<ResultRow>& rows);
 /// run, with mean, min and max; then one line for 10 labels per class (or the first k).
 std::string seeds_summary(const std::vector<uint64_t>& seeds,
                           const std::vector<std::vector<ResultRow>>& runs);
-/// "loss: 0.9 ms (fused forward + backward) of a 95 ms training step; autograd: 2.1 ms".
+/// The "loss cost:" line: the fused forward + backward's time, its share of a training step,
+/// and autograd's time for the same batch.
 std::string loss_cost_line(const LossCost& l);
 /// The COLLAPSE: line for the trained encoder's row, or "" when its embeddings are spread or
 /// the run trained too few steps to tell (fewer than kCollapseMinSteps).

@@ -68,7 +68,7 @@ inline std::string openmp_note() {
   const auto rt = openmp_runtime();
   if (wait_policy_set_by_user() || rt == "none" || rt.rfind("libomp", 0) == 0) return "";
   return "note: LibTorch's OpenMP threads (" + rt +
-         ") spin while idle, which made training up to 9x slower on a busy machine: run with "
+         ") spin while idle, which slows training down on a busy machine: run with "
          "OMP_WAIT_POLICY=PASSIVE (src/apps/README.md, \"Threads and memory\")";
 }
 

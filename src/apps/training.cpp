@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <limits>
@@ -92,12 +93,23 @@ void open_metrics(std::ofstream& csv, const fs::path& file, const std::string& h
                   const fs::path& resumed_dir, int64_t steps_done) {
   std::string kept = header;
   if (steps_done > 0) {
+    // Whole rows of steps 1, 2, ... in order, up to the checkpoint's step: a row torn by a
+    // kill or a full disk (no newline, or missing fields) ends what is kept.
     std::ifstream in(resumed_dir / "metrics.csv");
+    const auto fields = std::count(header.begin(), header.end(), ',');
     std::string line;
     std::getline(in, line);  // the header
-    while (std::getline(in, line)) {
-      if (std::stoll(line.substr(0, line.find(','))) > steps_done) break;
+    int64_t step = 0;
+    while (step < steps_done && std::getline(in, line) && !in.eof() &&
+           std::count(line.begin(), line.end(), ',') == fields &&
+           line.rfind(std::to_string(step + 1) + ",", 0) == 0) {
       kept += line + "\n";
+      ++step;
+    }
+    if (step < steps_done) {
+      fmt::print("note: {} has whole rows up to step {} only; the rows of steps {} to {} are "
+                 "missing from metrics.csv\n", (resumed_dir / "metrics.csv").string(), step,
+                 step + 1, steps_done);
     }
   }
   start_log(csv, file, kept);

@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <array>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "distributed/common.h"
 #include "ops/core.h"
 #include "ops/ops.h"

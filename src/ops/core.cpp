@@ -66,9 +66,9 @@ Tensor batched_mm(const Tensor& x, const Tensor& y) {
 
 // ATen's sum, whose CPU kernel adds in a cascade: a Gram matrix's diagonal outweighs its other
 // entries by orders of magnitude, and a running float32 sum (BLAS dot, linalg_vector_norm)
-// then drops the small ones: 2e-5 relative on whitened views at n = d/2, 4e-8 with the cascade.
+// then drops the small ones (src/ops/README.md, "Numerics", has the errors of both).
 // On a CPU, in slices of 2^20 values: t * t at once would be a temporary of t's size, and the
-// fused forward sums the squares of both views' k x k matrices in one call (32 MiB at k = 2048).
+// fused forward sums the squares of both views' k x k matrices in one call.
 // (Elsewhere one op: device allocators cache, and each op is a kernel launch.)
 Tensor sum_of_squares(const Tensor& t) {
   constexpr int64_t kSlice = int64_t{1} << 20;

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/ops.h"
 
 namespace vicreg {

@@ -6,7 +6,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/ops.h"
 
 namespace vicreg::ops {

@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/ops.h"
 
 namespace vicreg::ops {

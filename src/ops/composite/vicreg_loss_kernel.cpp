@@ -5,7 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/composite/kernels.h"
 
 namespace vicreg::ops::composite {

@@ -17,7 +17,7 @@
 #include <cmath>
 #include <vector>
 
-#include "checks.h"
+#include "ops/checks.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 

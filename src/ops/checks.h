@@ -10,7 +10,6 @@
 #include <utility>
 
 #include "ops/settings.h"
-#include "vicreg/options.h"
 
 namespace vicreg::checks {
 
@@ -19,7 +18,7 @@ void gamma_eps(const char* fn, double gamma, double eps);
 void loss_settings(const char* fn, const ops::Settings& s);
 // Settings enter the computation as scalars of the compute dtype (float32 for float32, float16
 // and bfloat16 inputs): a value beyond float32's range would make LibTorch throw a bare
-// std::runtime_error mid-way (found by the fuzzer), so it is refused up front, by name.
+// std::runtime_error mid-way, so it is refused up front, by name.
 void settings_fit(const char* fn, at::ScalarType input_dtype,
                   std::initializer_list<std::pair<const char*, double>> values);
 void views(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,

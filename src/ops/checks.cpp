@@ -1,4 +1,4 @@
-#include "checks.h"
+#include "ops/checks.h"
 
 #include <ATen/ops/isfinite.h>
 #include <c10/util/Exception.h>
