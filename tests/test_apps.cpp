@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -30,6 +31,101 @@ using vicreg::testing::idx_bytes;
 using vicreg::testing::write_gz;
 
 fs::path scratch() { return vicreg::testing::scratch_dir("apps"); }
+
+// ---- The readers' bad inputs ------------------------------------------------------------
+
+// The bad-input catalogue of the programs' readers (the library's is test_catalogue.cpp): each
+// row must end in a c10::Error whose message contains the words.
+struct Row {
+  std::string what;            // the invalid input, in words
+  std::function<void()> call;  // must throw c10::Error
+  std::string needle;          // ... whose message contains this
+};
+
+std::vector<Row> reader_rows() {
+  std::vector<Row> rows;
+  const auto dir = scratch() / "catalogue";
+  fs::create_directories(dir);
+  auto read = [dir](const std::string& name) {
+    return [p = (dir / name).string()] { vicreg::apps::read_idx_gz(p); };
+  };
+  write_gz(dir / "magic.gz", {1, 2, 8, 1, 0, 0, 0, 1, 9});
+  rows.push_back({"IDX: wrong magic number", read("magic.gz"), "wrong magic number"});
+  rows.push_back({"IDX: the error names the file", read("magic.gz"), "magic.gz"});
+  write_gz(dir / "type.gz", idx_bytes({4}, 4, 0x0D));
+  rows.push_back({"IDX: element type other than ubyte", read("type.gz"), "type 0x08"});
+  write_gz(dir / "ndim0.gz", idx_bytes({}, 0));
+  rows.push_back({"IDX: 0 dims", read("ndim0.gz"), "expected 1 to 4 dims, got 0"});
+  write_gz(dir / "ndim5.gz", idx_bytes({1, 1, 1, 1, 1}, 1));
+  rows.push_back({"IDX: 5 dims", read("ndim5.gz"), "expected 1 to 4 dims, got 5"});
+  write_gz(dir / "zero.gz", idx_bytes({3, 0}, 0));
+  rows.push_back({"IDX: a dim of size 0", read("zero.gz"), "dim 1 has size 0"});
+  write_gz(dir / "huge.gz", idx_bytes({1u << 30, 1u << 30}, 0));
+  rows.push_back({"IDX: implausibly large header", read("huge.gz"), "implausibly large"});
+  write_gz(dir / "claims.gz", idx_bytes({1u << 20, 64}, 16));
+  rows.push_back({"IDX: header declares more data than the file can hold", read("claims.gz"),
+                  "more than a gzip file of"});
+  write_gz(dir / "short.gz", idx_bytes({10, 10}, 99));
+  rows.push_back({"IDX: truncated data", read("short.gz"), "truncated"});
+  write_gz(dir / "header.gz", {0, 0, 8, 3, 0, 0});
+  rows.push_back({"IDX: truncated header", read("header.gz"), "truncated"});
+  write_gz(dir / "long.gz", idx_bytes({10}, 11));
+  rows.push_back({"IDX: more data than the header declares", read("long.gz"), "size mismatch"});
+  std::ofstream(dir / "plain.idx", std::ios::binary) << std::string("\0\0\x08\x01", 4);
+  rows.push_back({"IDX: not gzip-compressed", read("plain.idx"), "not a gzip file"});
+  {
+    // A gzip stream cut in the middle: zlib reports the corruption.
+    write_gz(dir / "whole.gz", idx_bytes({4000}, 4000));
+    std::ifstream in(dir / "whole.gz", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(dir / "cut.gz", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  rows.push_back({"IDX: gzip stream cut short", read("cut.gz"), "cut.gz"});
+  rows.push_back({"IDX: missing file", read("missing.gz"), "cannot open"});
+  const auto set = dir / "set";
+  fs::create_directories(set);
+  write_gz(set / "train-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
+  write_gz(set / "train-labels-idx1-ubyte.gz", idx_bytes({4}, 4));
+  write_gz(set / "flat-images-idx3-ubyte.gz", idx_bytes({5, 784}, 5 * 784));
+  write_gz(set / "flat-labels-idx1-ubyte.gz", idx_bytes({5}, 5));
+  write_gz(set / "lab2-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
+  write_gz(set / "lab2-labels-idx1-ubyte.gz", idx_bytes({5, 2}, 10));
+  rows.push_back({"MNIST set: images and labels differ in count",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "train"); },
+                  "has 5 images but"});
+  rows.push_back({"MNIST set: images not [N, H, W]",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "flat"); },
+                  "should hold [N, H, W] images"});
+  rows.push_back({"MNIST set: labels not [N]",
+                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "lab2"); },
+                  "should hold [N] labels"});
+  rows.push_back({"augment: images not [B, C, H, W]", [] {
+                    auto g = at::make_generator<at::CPUGeneratorImpl>(1);
+                    vicreg::apps::augment(torch::rand({28, 28}), g);
+                  }, "[B, C, H, W]"});
+  rows.push_back({"augment: negative output size", [] {
+                    auto g = at::make_generator<at::CPUGeneratorImpl>(1);
+                    vicreg::apps::AugmentOptions o;
+                    o.size = -1;
+                    vicreg::apps::augment(torch::rand({2, 1, 28, 28}), g, o);
+                  }, "output size >= 0"});
+  return rows;
+}
+
+
+TEST(ReaderCatalogue, EveryInvalidInputEndsInAClearError) {
+  const auto rows = reader_rows();
+  std::printf("reader catalogue: %zu rows\n", rows.size());
+  for (const auto& r : rows) {
+    SCOPED_TRACE(r.what);
+    try {
+      r.call();
+      ADD_FAILURE() << "expected a c10::Error mentioning '" << r.needle << "'";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(r.needle), std::string::npos) << e.what();
+    }
+  }
+}
 
 TEST(IdxReader, ReadsAGoodFileWithItsShapeAndBytes) {
   const auto p = scratch() / "good.gz";

@@ -1,7 +1,8 @@
 // The bad-input catalogue: one row per invalid input to every check of the public API, the
-// options, the registered operators, the IDX reader and the distributed helpers. Each row
-// must end in a c10::Error whose message contains the expected words (what was expected and
-// what came), never in a crash, a hang or a number. Rows that need more than one process
+// options, the registered operators and the distributed helpers (the programs' readers have
+// rows of their own in test_apps.cpp). Each row must end in a c10::Error whose message
+// contains the expected words (what was expected and what came), never in a crash, a hang or
+// a number. Rows that need more than one process
 // (ranks disagreeing on the feature dims, a rank exiting early) are in test_distributed.cpp.
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -13,7 +14,6 @@
 #include <fstream>
 #include <set>
 
-#include "data.h"
 #include "helpers.h"
 #include "idx_files.h"
 #ifdef VICREG_WITH_DISTRIBUTED
@@ -274,74 +274,6 @@ void add_vcreg_rows(std::vector<Row>& rows) {
                   }, "double backward through the VCReg layer is not supported"});
 }
 
-void add_idx_rows(std::vector<Row>& rows) {
-  namespace fs = std::filesystem;
-  const auto dir = scratch_dir("catalogue");
-  auto read = [dir](const std::string& name) {
-    return [p = (dir / name).string()] { vicreg::apps::read_idx_gz(p); };
-  };
-  write_gz(dir / "magic.gz", {1, 2, 8, 1, 0, 0, 0, 1, 9});
-  rows.push_back({"IDX: wrong magic number", read("magic.gz"), "wrong magic number"});
-  rows.push_back({"IDX: the error names the file", read("magic.gz"), "magic.gz"});
-  write_gz(dir / "type.gz", idx_bytes({4}, 4, 0x0D));
-  rows.push_back({"IDX: element type other than ubyte", read("type.gz"), "type 0x08"});
-  write_gz(dir / "ndim0.gz", idx_bytes({}, 0));
-  rows.push_back({"IDX: 0 dims", read("ndim0.gz"), "expected 1 to 4 dims, got 0"});
-  write_gz(dir / "ndim5.gz", idx_bytes({1, 1, 1, 1, 1}, 1));
-  rows.push_back({"IDX: 5 dims", read("ndim5.gz"), "expected 1 to 4 dims, got 5"});
-  write_gz(dir / "zero.gz", idx_bytes({3, 0}, 0));
-  rows.push_back({"IDX: a dim of size 0", read("zero.gz"), "dim 1 has size 0"});
-  write_gz(dir / "huge.gz", idx_bytes({1u << 30, 1u << 30}, 0));
-  rows.push_back({"IDX: implausibly large header", read("huge.gz"), "implausibly large"});
-  write_gz(dir / "claims.gz", idx_bytes({1u << 20, 64}, 16));
-  rows.push_back({"IDX: header declares more data than the file can hold", read("claims.gz"),
-                  "more than a gzip file of"});
-  write_gz(dir / "short.gz", idx_bytes({10, 10}, 99));
-  rows.push_back({"IDX: truncated data", read("short.gz"), "truncated"});
-  write_gz(dir / "header.gz", {0, 0, 8, 3, 0, 0});
-  rows.push_back({"IDX: truncated header", read("header.gz"), "truncated"});
-  write_gz(dir / "long.gz", idx_bytes({10}, 11));
-  rows.push_back({"IDX: more data than the header declares", read("long.gz"), "size mismatch"});
-  std::ofstream(dir / "plain.idx", std::ios::binary) << std::string("\0\0\x08\x01", 4);
-  rows.push_back({"IDX: not gzip-compressed", read("plain.idx"), "not a gzip file"});
-  {
-    // A gzip stream cut in the middle: zlib reports the corruption.
-    write_gz(dir / "whole.gz", idx_bytes({4000}, 4000));
-    std::ifstream in(dir / "whole.gz", std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    std::ofstream(dir / "cut.gz", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  }
-  rows.push_back({"IDX: gzip stream cut short", read("cut.gz"), "cut.gz"});
-  rows.push_back({"IDX: missing file", read("missing.gz"), "cannot open"});
-  const auto set = dir / "set";
-  fs::create_directories(set);
-  write_gz(set / "train-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
-  write_gz(set / "train-labels-idx1-ubyte.gz", idx_bytes({4}, 4));
-  write_gz(set / "flat-images-idx3-ubyte.gz", idx_bytes({5, 784}, 5 * 784));
-  write_gz(set / "flat-labels-idx1-ubyte.gz", idx_bytes({5}, 5));
-  write_gz(set / "lab2-images-idx3-ubyte.gz", idx_bytes({5, 28, 28}, 5 * 28 * 28));
-  write_gz(set / "lab2-labels-idx1-ubyte.gz", idx_bytes({5, 2}, 10));
-  rows.push_back({"MNIST set: images and labels differ in count",
-                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "train"); },
-                  "has 5 images but"});
-  rows.push_back({"MNIST set: images not [N, H, W]",
-                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "flat"); },
-                  "should hold [N, H, W] images"});
-  rows.push_back({"MNIST set: labels not [N]",
-                  [s = set.string()] { vicreg::apps::load_mnist_format(s, "lab2"); },
-                  "should hold [N] labels"});
-  rows.push_back({"augment: images not [B, C, H, W]", [] {
-                    auto g = at::make_generator<at::CPUGeneratorImpl>(1);
-                    vicreg::apps::augment(torch::rand({28, 28}), g);
-                  }, "[B, C, H, W]"});
-  rows.push_back({"augment: negative output size", [] {
-                    auto g = at::make_generator<at::CPUGeneratorImpl>(1);
-                    vicreg::apps::AugmentOptions o;
-                    o.size = -1;
-                    vicreg::apps::augment(torch::rand({2, 1, 28, 28}), g, o);
-                  }, "output size >= 0"});
-}
-
 #ifdef VICREG_WITH_DISTRIBUTED
 void add_distributed_rows(std::vector<Row>& rows) {
   namespace d = vicreg::distributed;
@@ -426,7 +358,6 @@ std::vector<Row> catalogue() {
   add_loss_rows(rows);
   add_operator_rows(rows);
   add_vcreg_rows(rows);
-  add_idx_rows(rows);
 #ifdef VICREG_WITH_DISTRIBUTED
   add_distributed_rows(rows);
 #endif

@@ -174,6 +174,14 @@ std::vector<std::string> write_plots(const fs::path& out, const std::vector<std:
   for (size_t at = 0; (at = redirected.find(from, at)) != std::string::npos; at += to.size()) {
     redirected.replace(at, from.size(), to);
   }
+  // File by file, not fs::remove_all: PyTorch 2.11's CUDA wheel exports a remove_all of its
+  // own that crashes (tests/idx_files.h).
+  const auto clean = [&scratch, &run_script, &pictures] {
+    std::error_code ec;
+    for (const auto& name : pictures) fs::remove(scratch / name, ec);
+    fs::remove(run_script, ec);
+    fs::remove(scratch, ec);
+  };
   bool drawn = false;
   try {
     write_file_atomically(run_script, redirected);
@@ -185,10 +193,10 @@ std::vector<std::string> write_plots(const fs::path& out, const std::vector<std:
       fs::rename(scratch / name, out / name);
     }
   } catch (...) {
-    fs::remove_all(scratch);
+    clean();
     throw;
   }
-  fs::remove_all(scratch);
+  clean();
   return drawn ? pictures : std::vector<std::string>{};
 }
 
