@@ -160,7 +160,7 @@ using FusedOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, 
 /// The saved tensors of a FusedOutputs, in Saved order.
 std::vector<Tensor> saved_of(const FusedOutputs& out);
 /// The schema's names of the saved outputs, after the loss and the terms.
-VICREG_EXPORT extern const char* const kSavedSchema;  // (exported for the test-only ops)
+extern const char* const kSavedSchema;
 
 FusedOutputs vicreg_forward(CenteredPair pair, const Settings& s);
 

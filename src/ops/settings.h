@@ -12,7 +12,6 @@
 #include <string>
 #include <tuple>
 
-#include "vicreg/export.h"
 #include "vicreg/options.h"
 
 namespace vicreg::ops {
@@ -26,7 +25,7 @@ struct Hinge {
 
 /// The nine settings of the VICReg loss. (Exported for the tests, which call the internal
 /// operators with it; this header is not installed.)
-struct VICREG_EXPORT Settings {
+struct Settings {
   double inv_coeff = 25.0, var_coeff = 25.0, cov_coeff = 1.0;
   Hinge hinge;
   InvarianceNorm invariance = InvarianceNorm::ElementMean;
@@ -50,7 +49,7 @@ struct VICREG_EXPORT Settings {
 };
 
 /// The settings of the VCReg layer.
-struct VICREG_EXPORT VCRegSettings {
+struct VCRegSettings {
   double var_coeff = 1.0, cov_coeff = 1.0;
   Hinge hinge;
   int64_t channel_dim = -1;
