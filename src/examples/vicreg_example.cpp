@@ -6,6 +6,8 @@
 //
 // Build: find_package(Torch), find_package(ZLIB), find_package(vicreg), then
 // target_link_libraries(app PRIVATE vicreg::vicreg ZLIB::ZLIB).
+// On Debian's LibTorch, run it with OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4: the
+// OpenMP and OpenBLAS threads otherwise spin while idle.
 
 #include <torch/torch.h>
 #include <vicreg/vicreg.h>
