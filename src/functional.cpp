@@ -5,6 +5,7 @@
 
 #include "ops/checks.h"
 #include "ops/core.h"
+#include "ops/ops.h"
 #include "ops/settings.h"
 #include "vicreg/functional.h"
 #ifdef VICREG_WITH_DISTRIBUTED
@@ -75,20 +76,15 @@ VICRegTerms vicreg_terms(const at::Tensor& z_a, const at::Tensor& z_b,
                 "distributed support (configure with -DVICREG_DISTRIBUTED=ON)");
 #endif
   }
-  // Through the public operator, so that C++, Python and TorchScript share one path: the
-  // "reference" convention with every knob given.
-  using Knob = c10::optional<c10::string_view>;
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("vicreg::vicreg_terms", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-                                 const at::Tensor&, const at::Tensor&, double, double, double,
-                                 double, double, c10::string_view, Knob, Knob, Knob, Knob, bool,
-                                 bool)>();
-  const auto [inv_c, var_c, cov_c, gamma, eps, inv, form, views, norm] =
-      ops::Settings::of(o).args();
-  auto [loss, invariance, variance, covariance] =
-      op.call(z_a, z_b, inv_c, var_c, cov_c, gamma, eps, "reference", Knob(inv), Knob(form),
-              Knob(views), Knob(norm), o.backward() == Backward::Fused, o.check_finite());
+  // Through the public operator, so that C++, Python and TorchScript share one path, with
+  // every setting given (the convention is then moot).
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("vicreg::vicreg_terms", "")
+          .typed<ops::Signature<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                                    const at::Tensor&, const at::Tensor&),
+                                ops::Front>>();
+  auto [loss, invariance, variance, covariance] = ops::call_with(op, ops::Front::of(o), z_a, z_b);
   return {loss, invariance, variance, covariance};
 }
 

@@ -17,17 +17,29 @@ VICRegLossImpl::VICRegLossImpl(VICRegLossOptions options_) : options(std::move(o
 
 void VICRegLossImpl::reset() { checks::loss_settings("VICRegLoss", ops::Settings::of(options)); }
 
+namespace {
+
+std::string printed(double v) { return fmt::format("{}", v); }
+std::string printed(int64_t v) { return fmt::format("{}", v); }
+template <typename Knob>
+std::string printed(Knob v) {
+  return ops::to_string(v);
+}
+
+// "name=value" per setting, after `separator`.
+#define VICREG_PRINT(name, member)                                \
+  stream << separator << #name "=" << printed(s.member); \
+  separator = ", ";
+
+}  // namespace
+
 void VICRegLossImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format(
-      "vicreg::VICRegLoss(convention={}, inv_coeff={}, var_coeff={}, cov_coeff={}, gamma={}, "
-      "eps={}, invariance={}, variance_form={}, variance_views={}, covariance_norm={}, "
-      "backward={}{})",
-      convention_name(options), options.inv_coeff(), options.var_coeff(), options.cov_coeff(),
-      options.gamma(), options.eps(), ops::to_string(options.invariance()),
-      ops::to_string(options.variance_form()), ops::to_string(options.variance_views()),
-      ops::to_string(options.covariance_norm()),
-      options.backward() == Backward::Fused ? "fused" : "autograd",
-      options.check_finite() ? ", check_finite=true" : "");
+  const auto s = ops::Settings::of(options);
+  stream << "vicreg::VICRegLoss(convention=" << convention_name(options);
+  const char* separator = ", ";
+  VICREG_LOSS_SETTINGS(VICREG_PRINT)
+  stream << ", backward=" << (options.backward() == Backward::Fused ? "fused" : "autograd")
+         << (options.check_finite() ? ", check_finite=true" : "") << ")";
 }
 
 at::Tensor VICRegLossImpl::forward(const at::Tensor& z_a, const at::Tensor& z_b) {
@@ -47,12 +59,11 @@ void VCRegImpl::reset() {
 }
 
 void VCRegImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format(
-      "vicreg::VCReg(var_coeff={}, cov_coeff={}, gamma={}, eps={}, variance_form={}, "
-      "channel_dim={}{})",
-      options.var_coeff(), options.cov_coeff(), options.gamma(), options.eps(),
-      ops::to_string(options.variance_form()), options.channel_dim(),
-      options.active_in_eval() ? ", active_in_eval=true" : "");
+  const auto s = ops::VCRegSettings::of(options);
+  stream << "vicreg::VCReg(";
+  const char* separator = "";
+  VCREG_SETTINGS(VICREG_PRINT)
+  stream << (options.active_in_eval() ? ", active_in_eval=true" : "") << ")";
 }
 
 at::Tensor VCRegImpl::forward(const at::Tensor& x) {

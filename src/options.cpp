@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <type_traits>
+
 #include "ops/settings.h"
 #include "vicreg/options.h"
 
@@ -30,9 +32,14 @@ VICRegLossOptions VICRegLossOptions::preset(const std::string& convention) {
               "'; expected one of \"reference\", \"paper\", \"article\"");
 }
 
+// A convention is the choice of every enum setting; the numbers are the user's.
 static bool same_knobs(const VICRegLossOptions& a, const VICRegLossOptions& b) {
-  return a.invariance() == b.invariance() && a.variance_form() == b.variance_form() &&
-         a.variance_views() == b.variance_views() && a.covariance_norm() == b.covariance_norm();
+  bool same = true;
+#define VICREG_SAME_KNOB(name, member) \
+  if constexpr (std::is_enum_v<std::decay_t<decltype(a.name())>>) same = same && a.name() == b.name();
+  VICREG_LOSS_SETTINGS(VICREG_SAME_KNOB)
+#undef VICREG_SAME_KNOB
+  return same;
 }
 
 std::string convention_name(const VICRegLossOptions& o) {
@@ -44,16 +51,21 @@ std::string convention_name(const VICRegLossOptions& o) {
 
 namespace ops {
 
+// Each setting is the public option of the same name.
+#define VICREG_FROM_OPTION(name, member) s.member = o.name();
+
 Settings Settings::of(const VICRegLossOptions& o) {
-  return {o.inv_coeff(),   o.var_coeff(),      o.cov_coeff(),
-          {o.variance_form(), o.gamma(), o.eps()},
-          o.invariance(),  o.variance_views(), o.covariance_norm()};
+  Settings s;
+  VICREG_LOSS_SETTINGS(VICREG_FROM_OPTION)
+  return s;
 }
 
 VCRegSettings VCRegSettings::of(const VCRegOptions& o) {
-  return {o.var_coeff(), o.cov_coeff(), {o.variance_form(), o.gamma(), o.eps()},
-          o.channel_dim()};
+  VCRegSettings s;
+  VCREG_SETTINGS(VICREG_FROM_OPTION)
+  return s;
 }
+#undef VICREG_FROM_OPTION
 
 }  // namespace ops
 }  // namespace vicreg

@@ -4,7 +4,7 @@
 #include <torch/csrc/jit/frontend/sugared_value.h>
 
 #include "ops/checks.h"
-#include "ops/settings.h"
+#include "ops/ops.h"
 #include "vicreg/script.h"
 
 namespace vicreg::script {
@@ -53,35 +53,42 @@ std::shared_ptr<torch::jit::CompilationUnit> compile(const std::string& source) 
   return cu;
 }
 
-torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
-  checks::loss_settings("make_loss_module", ops::Settings::of(o));
-  torch::jit::Module m(c10::QualifiedName("__torch__.vicreg.VICRegLossModule"));
-  m.register_attribute("inv_coeff", c10::FloatType::get(), o.inv_coeff());
-  m.register_attribute("var_coeff", c10::FloatType::get(), o.var_coeff());
-  m.register_attribute("cov_coeff", c10::FloatType::get(), o.cov_coeff());
-  m.register_attribute("gamma", c10::FloatType::get(), o.gamma());
-  m.register_attribute("eps", c10::FloatType::get(), o.eps());
-  m.register_attribute("invariance", c10::StringType::get(),
-                       std::string(ops::to_string(o.invariance())));
-  m.register_attribute("variance_form", c10::StringType::get(),
-                       std::string(ops::to_string(o.variance_form())));
-  m.register_attribute("variance_views", c10::StringType::get(),
-                       std::string(ops::to_string(o.variance_views())));
-  m.register_attribute("covariance_norm", c10::StringType::get(),
-                       std::string(ops::to_string(o.covariance_norm())));
-  m.register_attribute("fused_backward", c10::BoolType::get(), o.backward() == Backward::Fused);
-  m.register_attribute("check_finite", c10::BoolType::get(), o.check_finite());
-  m.define(R"JIT(
-def terms(self, z_a: Tensor, z_b: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return torch.ops.vicreg.vicreg_terms(
-        z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff, self.gamma, self.eps,
-        "reference", self.invariance, self.variance_form, self.variance_views,
-        self.covariance_norm, self.fused_backward, self.check_finite)
+namespace {
 
-def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-    return self.terms(z_a, z_b)[0]
-)JIT",
-           resolver());
+// A front's argument as a TorchScript attribute: numbers and switches as they are, a knob by its
+// name (the convention is always given, though moot: every knob is).
+c10::IValue attribute(double v) { return v; }
+c10::IValue attribute(bool v) { return v; }
+c10::IValue attribute(c10::string_view v) { return std::string(v); }
+template <typename Knob>
+c10::IValue attribute(Knob v) {
+  return std::string(ops::to_string(v));
+}
+
+}  // namespace
+
+torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
+  const auto front = ops::Front::of(o);
+  checks::loss_settings("make_loss_module", front.settings);
+  torch::jit::Module m(c10::QualifiedName("__torch__.vicreg.VICRegLossModule"));
+  // One attribute per argument of the operator, passed by keyword.
+  std::string arguments;
+  const auto add = [&](const char* name, const c10::IValue& value) {
+    m.register_attribute(name, value.type(), value);
+    arguments += std::string(", ") + name + "=self." + name;
+  };
+#define VICREG_SETTING(name, member) add(#name, attribute(front.settings.member));
+#define VICREG_SWITCH(name) add(#name, attribute(front.name));
+  VICREG_LOSS_ARGUMENTS(VICREG_SETTING, VICREG_SWITCH)
+#undef VICREG_SETTING
+#undef VICREG_SWITCH
+  m.define(
+      "def terms(self, z_a: Tensor, z_b: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:\n"
+      "    return torch.ops.vicreg.vicreg_terms(z_a, z_b" + arguments + ")\n"
+      "\n"
+      "def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:\n"
+      "    return self.terms(z_a, z_b)[0]\n",
+      resolver());
   return m;
 }
 

@@ -26,6 +26,43 @@ Terms4 call_public_op(const at::Tensor& a, const at::Tensor& b, const std::strin
   return op.call(a, b, 25.0, 25.0, 1.0, 1.0, 1e-4, convention, {}, {}, {}, {}, fused, false);
 }
 
+// The schemas as the last release registered them (they are generated from the settings'
+// tables): scripted modules saved then call the public ones by position.
+TEST(Operators, SchemasAreThoseOfTheLastRelease) {
+  const std::string front =
+      "Tensor z_a, Tensor z_b, float inv_coeff=25., float var_coeff=25., float cov_coeff=1., "
+      "float gamma=1., float eps=0.0001, str convention=\"reference\", str? invariance=None, "
+      "str? variance_form=None, str? variance_views=None, str? covariance_norm=None, "
+      "bool fused_backward=True, bool check_finite=False";
+  const std::string settings =
+      "float inv_coeff, float var_coeff, float cov_coeff, float gamma, float eps, "
+      "str invariance, str variance_form, str variance_views, str covariance_norm";
+  const std::string vcreg =
+      "float var_coeff=1., float cov_coeff=1., float gamma=1., float eps=0.0001, "
+      "int channel_dim=-1, str variance_form=\"std\"";
+  const std::pair<const char*, std::string> expected[] = {
+      {"vicreg_loss", "vicreg::vicreg_loss(" + front + ") -> Tensor"},
+      {"vicreg_terms", "vicreg::vicreg_terms(" + front +
+                           ") -> (Tensor loss, Tensor invariance, Tensor variance, "
+                           "Tensor covariance)"},
+      {"_vicreg_fused",
+       "vicreg::_vicreg_fused(Tensor z_a, Tensor z_b, " + settings +
+           ") -> (Tensor loss, Tensor invariance, Tensor variance, Tensor covariance, "
+           "Tensor zc, Tensor mean_diff, Tensor colsq, Tensor product)"},
+      {"_vicreg_fused_backward",
+       "vicreg::_vicreg_fused_backward(Tensor? grad_loss, Tensor? grad_invariance, "
+       "Tensor? grad_variance, Tensor? grad_covariance, Tensor[] saved, " + settings +
+           ") -> Tensor"},
+      {"vcreg", "vicreg::vcreg(Tensor(a) x, " + vcreg + ") -> Tensor(a)"},
+      {"_vcreg_backward", "vicreg::_vcreg_backward(Tensor grad, Tensor x, " + vcreg + ") -> Tensor"},
+  };
+  for (const auto& [name, schema] : expected) {
+    const auto op = c10::Dispatcher::singleton().findSchemaOrThrow(
+        (std::string("vicreg::") + name).c_str(), "");
+    EXPECT_EQ(c10::toString(op.schema()), schema);
+  }
+}
+
 TEST(Operators, PublicOpThroughDispatcherEqualsModule) {
   const auto za = spread_embeddings({12, 9}, torch::kFloat64, 1);
   const auto zb = spread_embeddings({12, 9}, torch::kFloat64, 2);
@@ -103,6 +140,27 @@ TEST(TorchScript, CppBuiltModuleSavesAndLoadsWithEqualLossAndGradients) {
   EXPECT_EQ(terms->elements().size(), 4u);
   const auto ref = reference_terms(za, zb, options);
   EXPECT_LT(rel_error(terms->elements()[3].toTensor().item<double>(), ref.cov), 1e-10);
+}
+
+// Modules saved by the last release (vicreg_script_tool save ... of 0.1; tests/script/README.md)
+// load and give the loss and gradients of today's module, to the bit.
+TEST(TorchScript, ModulesSavedByTheLastReleaseLoadAndEqualTodaysModule) {
+  const auto za = spread_embeddings({10, 6}, torch::kFloat64, 3);
+  const auto zb = spread_embeddings({10, 6}, torch::kFloat64, 4);
+  for (const auto& [file, options] :
+       {std::pair{"loss_paper_fused_0.1.pt", VICRegLossOptions::paper()},
+        std::pair{"loss_reference_autograd_0.1.pt",
+                  VICRegLossOptions::reference().backward(Backward::Autograd)}}) {
+    auto saved = torch::jit::load(std::string(VICREG_TEST_SCRIPTS) + "/" + file);
+    auto a1 = za.clone().requires_grad_(true);
+    auto a2 = za.clone().requires_grad_(true);
+    const auto l1 = saved.forward({a1, zb}).toTensor();
+    const auto l2 = VICRegLoss(options)(a2, zb);
+    EXPECT_TRUE(torch::equal(l1, l2)) << file;
+    l1.backward();
+    l2.backward();
+    EXPECT_TRUE(torch::equal(a1.grad(), a2.grad())) << file;
+  }
 }
 
 }  // namespace

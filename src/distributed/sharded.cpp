@@ -246,7 +246,7 @@ Terms sharded_front(const Tensor& z_a, const Tensor& z_b, c10::string_view group
 TORCH_LIBRARY_FRAGMENT(vicreg, m) {
   m.def((std::string("_vicreg_sharded_terms(Tensor z_a, Tensor z_b, str group_name, "
                      "int timeout_ms, ") +
-         vicreg::ops::kFrontArgs + ") -> " + vicreg::ops::kTermsResult)
+         vicreg::ops::Front::schema() + ") -> " + vicreg::ops::kTermsResult)
             .c_str());
 }
 

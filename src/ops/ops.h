@@ -14,12 +14,20 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "ops/core.h"
 #include "ops/settings.h"
 
 namespace vicreg::ops {
+
+// How a setting is passed to a front: numbers as they are, knobs as optional names.
+template <typename T>
+using FrontArgOf = std::conditional_t<std::is_enum_v<T>, c10::optional<c10::string_view>, T>;
+#define VICREG_FRONT_SETTING_TYPE(name, member) , FrontArgOf<std::decay_t<decltype(settings.member)>>
+#define VICREG_FRONT_SWITCH_TYPE(name) , decltype(name)
 
 // The operators' signatures before their settings (ops::Signature<Head, Settings> is the full
 // one).
@@ -37,21 +45,27 @@ const c10::TypedOperatorHandle<Signature<FusedHead, Settings>>& fused_op();
 const c10::TypedOperatorHandle<Signature<FusedBackwardHead, Settings>>& fused_backward_op();
 const c10::TypedOperatorHandle<Signature<VCRegBackwardHead, VCRegSettings>>& vcreg_backward_op();
 
-/// The arguments of the public fronts after the two views (the schema's text, defaults written
-/// once), and their result.
-extern const char* const kFrontArgs;
-extern const char* const kTermsResult;
-
-/// What the fronts' arguments say: a convention's settings with the coefficients and any knob
-/// given overriding it, and the two switches (a settings type for WithSettings).
+/// The public fronts' arguments after the two views (VICREG_LOSS_ARGUMENTS in order): the
+/// settings of a convention, each number and each knob given overriding it (a knob is `str?`,
+/// None keeping the convention's), and the fronts' own switches.
 struct Front {
-  using Knob = c10::optional<c10::string_view>;
-  using Args = std::tuple<double, double, double, double, double, c10::string_view, Knob, Knob,
-                          Knob, Knob, bool, bool>;
   Settings settings;
-  bool fused_backward, check_finite;
+  c10::string_view convention = "reference";
+  bool fused_backward = true;
+  bool check_finite = false;
+
+  using Args = TupleOf<void VICREG_LOSS_ARGUMENTS(VICREG_FRONT_SETTING_TYPE,
+                                                  VICREG_FRONT_SWITCH_TYPE)>::type;
+  /// The schema's text of the arguments, with their defaults (the "reference" convention's).
+  static std::string schema();
   static Front parse(const Args& args);
+  Args args() const;
+  /// The options' settings, every knob given (so the convention is moot), and their switches.
+  static Front of(const VICRegLossOptions& o);
 };
+
+/// The result of vicreg_terms and of the other terms fronts.
+extern const char* const kTermsResult;
 
 /// What the public operators compute (the process group aside): validation, check_finite, and
 /// the fused operator or the tensor-op path.

@@ -22,7 +22,7 @@ const c10::TypedOperatorHandle<Signature<VCRegBackwardHead, VCRegSettings>>& vcr
 }  // namespace ops
 
 TORCH_LIBRARY_FRAGMENT(vicreg, m) {
-  const std::string settings = ops::VCRegSettings::kSchema;
+  const std::string settings = ops::VCRegSettings::schema();
   m.def(("vcreg(Tensor(a) x, " + settings + ") -> Tensor(a)").c_str());
   m.def(("_vcreg_backward(Tensor grad, Tensor x, " + settings + ") -> Tensor").c_str());
 }

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <type_traits>
 
 #include "ops/checks.h"
 #include "ops/ops.h"
@@ -30,22 +31,86 @@ using LossFrontHead = Tensor(const Tensor& z_a, const Tensor& z_b);
 
 }  // namespace
 
-const char* const kFrontArgs =
-    "float inv_coeff=25.0, float var_coeff=25.0, float cov_coeff=1.0, float gamma=1.0, "
-    "float eps=0.0001, str convention=\"reference\", str? invariance=None, "
-    "str? variance_form=None, str? variance_views=None, str? covariance_norm=None, "
-    "bool fused_backward=True, bool check_finite=False";
 const char* const kTermsResult =
     "(Tensor loss, Tensor invariance, Tensor variance, Tensor covariance)";
 
+namespace {
+
+// Where each argument sits in Front::Args.
+#define VICREG_INDEX(name, ...) k_##name,
+enum FrontIndex { VICREG_LOSS_ARGUMENTS(VICREG_INDEX, VICREG_INDEX) };
+#undef VICREG_INDEX
+
+// A given number replaces the convention's; a given knob replaces it, a None keeps it.
+double given(const char*, double, double arg) { return arg; }
+template <typename Knob>
+Knob given(const char* name, Knob convention, const c10::optional<c10::string_view>& arg) {
+  return arg ? parse_knob<Knob>(name, *arg) : convention;
+}
+
+double front_arg(double v) { return v; }
+template <typename Knob>
+c10::optional<c10::string_view> front_arg(Knob v) {
+  return c10::string_view(to_string(v));
+}
+
+// The schema's text of a number (its default: the reference's) and of a knob (None).
+void append(std::string& schema, const std::string& argument) {
+  schema += (schema.empty() ? "" : ", ") + argument;
+}
+template <typename T>
+std::string front_argument(const char* name, const T& reference) {
+  if constexpr (std::is_enum_v<T>) {
+    return std::string("str? ") + name + "=None";
+  } else {
+    return std::string(schema_type<T>()) + " " + name + "=" + schema_literal(reference);
+  }
+}
+
+}  // namespace
+
+std::string Front::schema() {
+  std::string schema;
+  const Front reference;
+#define VICREG_SETTING(name, member) append(schema, front_argument(#name, reference.settings.member));
+#define VICREG_SWITCH(name)                                                               \
+  append(schema, std::string(schema_type<std::decay_t<decltype(reference.name)>>()) + " " + \
+                     #name + "=" + schema_literal(reference.name));
+  VICREG_LOSS_ARGUMENTS(VICREG_SETTING, VICREG_SWITCH)
+#undef VICREG_SETTING
+#undef VICREG_SWITCH
+  return schema;
+}
+
 Front Front::parse(const Args& args) {
-  const auto& [c1, c2, c3, target, offset, convention, k1, k2, k3, k4, fused, finite] = args;
-  // The convention's knobs, as its preset sets them, unless given.
-  const auto [p1, p2, p3, p4, p5, preset1, preset2, preset3, preset4] =
-      Settings::of(VICRegLossOptions::preset(std::string(convention))).args();
-  return {Settings::parse({c1, c2, c3, target, offset, k1.value_or(preset1),
-                           k2.value_or(preset2), k3.value_or(preset3), k4.value_or(preset4)}),
-          fused, finite};
+  Front f;
+  f.convention = std::get<k_convention>(args);
+  f.settings = Settings::of(VICRegLossOptions::preset(std::string(f.convention)));
+#define VICREG_SETTING(name, member) \
+  f.settings.member = given(#name, f.settings.member, std::get<k_##name>(args));
+#define VICREG_SWITCH(name) f.name = std::get<k_##name>(args);
+  VICREG_LOSS_ARGUMENTS(VICREG_SETTING, VICREG_SWITCH)
+#undef VICREG_SETTING
+#undef VICREG_SWITCH
+  return f;
+}
+
+Front::Args Front::args() const {
+  Args args;
+#define VICREG_SETTING(name, member) std::get<k_##name>(args) = front_arg(settings.member);
+#define VICREG_SWITCH(name) std::get<k_##name>(args) = name;
+  VICREG_LOSS_ARGUMENTS(VICREG_SETTING, VICREG_SWITCH)
+#undef VICREG_SETTING
+#undef VICREG_SWITCH
+  return args;
+}
+
+Front Front::of(const VICRegLossOptions& o) {
+  Front f;
+  f.settings = Settings::of(o);
+  f.fused_backward = o.backward() == Backward::Fused;
+  f.check_finite = o.check_finite();
+  return f;
 }
 
 Terms vicreg_terms(const Tensor& z_a, const Tensor& z_b, const Settings& s, bool fused_backward,
@@ -85,8 +150,8 @@ const c10::TypedOperatorHandle<Signature<FusedBackwardHead, Settings>>& fused_ba
 TORCH_LIBRARY(vicreg, m) {
   using ops::Front;
   using ops::WithSettings;
-  const std::string front = std::string("Tensor z_a, Tensor z_b, ") + ops::kFrontArgs;
-  const std::string settings = ops::Settings::kSchema;
+  const std::string front = "Tensor z_a, Tensor z_b, " + Front::schema();
+  const std::string settings = ops::Settings::schema();
   m.def(("vicreg_loss(" + front + ") -> Tensor").c_str(),
         TORCH_FN((WithSettings<ops::vicreg_loss_front, ops::LossFrontHead, Front>::call)));
   m.def(("vicreg_terms(" + front + ") -> " + ops::kTermsResult).c_str(),

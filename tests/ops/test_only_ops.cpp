@@ -12,7 +12,7 @@
 namespace vicreg::ops {
 
 TORCH_LIBRARY_FRAGMENT(vicreg, m) {
-  const std::string settings = Settings::kSchema;
+  const std::string settings = Settings::schema();
   const std::string grads =
       "Tensor? grad_loss, Tensor? grad_invariance, Tensor? grad_variance, "
       "Tensor? grad_covariance, ";
