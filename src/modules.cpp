@@ -53,9 +53,7 @@ VICRegTerms VICRegLossImpl::terms(const at::Tensor& z_a, const at::Tensor& z_b) 
 VCRegImpl::VCRegImpl(VCRegOptions options_) : options(std::move(options_)) { reset(); }
 
 void VCRegImpl::reset() {
-  checks::coefficients("VCReg",
-                       {{"var_coeff", options.var_coeff()}, {"cov_coeff", options.cov_coeff()}});
-  checks::gamma_eps("VCReg", options.gamma(), options.eps());
+  checks::vcreg_settings("VCReg", ops::VCRegSettings::of(options));
 }
 
 void VCRegImpl::pretty_print(std::ostream& stream) const {

@@ -233,6 +233,20 @@ void add_operator_rows(std::vector<Row>& rows) {
                     auto g = torch::autograd::grad({loss}, {a}, {}, true, true)[0];
                     torch::autograd::grad({g.sum()}, {a});
                   }, "double backward through the hand-written (fused) backward"});
+  // The settings' checks alone (the Python modules' constructors): the calls' words.
+  rows.push_back({"_vicreg_check_settings op: unknown covariance_norm", [] {
+                    auto args = front_args({}, {}, "paper", nullptr, nullptr, nullptr, "n");
+                    call_op("vicreg::_vicreg_check_settings", {args.begin() + 2, args.end()});
+                  }, "unknown covariance_norm 'n'"});
+  rows.push_back({"_vicreg_check_settings op: gamma 0", [] {
+                    auto args = front_args({}, {}, "reference");
+                    args[5] = 0.0;
+                    call_op("vicreg::_vicreg_check_settings", {args.begin() + 2, args.end()});
+                  }, "vicreg_loss: gamma must be a finite number > 0, got 0"});
+  rows.push_back({"_vcreg_check_settings op: a negative cov_coeff", [] {
+                    call_op("vicreg::_vcreg_check_settings",
+                            {1.0, -2.0, 1.0, 1e-4, int64_t{-1}, std::string("std")});
+                  }, "vcreg: cov_coeff must be"});
   rows.push_back({"vcreg op: unknown variance_form", [z] {
                     call_op("vicreg::vcreg", {z, 1.0, 1.0, 1.0, 1e-4, int64_t{-1},
                                               std::string("mad")});
@@ -381,12 +395,14 @@ TEST(Catalogue, EveryRegisteredOperatorHasRows) {
     EXPECT_TRUE(covered) << name << " has no row in the catalogue";
   }
 #if defined(VICREG_WITH_DISTRIBUTED) && VICREG_GROUPS_BY_NAME
-  EXPECT_EQ(ops, 7) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
-                       "_vicreg_fused_backward, vcreg, _vcreg_backward "
-                       "and (with distributed support, on PyTorch 2.2+) _vicreg_sharded_terms";
+  EXPECT_EQ(ops, 9) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
+                       "_vicreg_fused_backward, _vicreg_check_settings, vcreg, _vcreg_backward, "
+                       "_vcreg_check_settings and (with distributed support, on PyTorch 2.2+) "
+                       "_vicreg_sharded_terms";
 #else
-  EXPECT_EQ(ops, 6) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
-                       "_vicreg_fused_backward, vcreg, _vcreg_backward";
+  EXPECT_EQ(ops, 8) << "the library registers vicreg_loss, vicreg_terms, _vicreg_fused, "
+                       "_vicreg_fused_backward, _vicreg_check_settings, vcreg, _vcreg_backward "
+                       "and _vcreg_check_settings";
 #endif
 }
 

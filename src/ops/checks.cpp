@@ -34,6 +34,11 @@ void loss_settings(const char* fn, const ops::Settings& s) {
   gamma_eps(fn, s.hinge.gamma, s.hinge.eps);
 }
 
+void vcreg_settings(const char* fn, const ops::VCRegSettings& s) {
+  coefficients(fn, {{"var_coeff", s.var_coeff}, {"cov_coeff", s.cov_coeff}});
+  gamma_eps(fn, s.hinge.gamma, s.hinge.eps);
+}
+
 void settings_fit(const char* fn, at::ScalarType input_dtype,
                   std::initializer_list<std::pair<const char*, double>> values) {
   if (input_dtype == at::kDouble) return;
@@ -102,8 +107,7 @@ void loss_call(const char* fn, const at::Tensor& z_a, const at::Tensor& z_b,
 
 void vcreg_call(const char* fn, const at::Tensor& x, const ops::VCRegSettings& s) {
   vcreg_input(fn, x, s.channel_dim);
-  coefficients(fn, {{"var_coeff", s.var_coeff}, {"cov_coeff", s.cov_coeff}});
-  gamma_eps(fn, s.hinge.gamma, s.hinge.eps);
+  vcreg_settings(fn, s);
   settings_fit(fn, x.scalar_type(),
                {{"var_coeff", s.var_coeff}, {"cov_coeff", s.cov_coeff},
                 {"gamma", s.hinge.gamma}, {"eps", s.hinge.eps}});

@@ -16,6 +16,7 @@ namespace vicreg::checks {
 void coefficients(const char* fn, std::initializer_list<std::pair<const char*, double>> coeffs);
 void gamma_eps(const char* fn, double gamma, double eps);
 void loss_settings(const char* fn, const ops::Settings& s);
+void vcreg_settings(const char* fn, const ops::VCRegSettings& s);
 // Settings enter the computation as scalars of the compute dtype (float32 for float32, float16
 // and bfloat16 inputs): a value beyond float32's range would make LibTorch throw a bare
 // std::runtime_error mid-way, so it is refused up front, by name.

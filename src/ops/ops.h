@@ -10,6 +10,8 @@
 //   _vicreg_fused_backward      the hand-written gradient of both views, [2P, n, d] (view a's
 //                               P positions, then b's), compute dtype
 //   vcreg, _vcreg_backward      the VCReg layer and its injected gradient
+//   _vicreg_check_settings,     the fronts' checks of their settings alone, without a tensor
+//   _vcreg_check_settings       (for the Python modules' constructors)
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>

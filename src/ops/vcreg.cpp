@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "ops/checks.h"
 #include "ops/ops.h"
 
 namespace vicreg {
@@ -19,12 +20,21 @@ const c10::TypedOperatorHandle<Signature<VCRegBackwardHead, VCRegSettings>>& vcr
   return op;
 }
 
+namespace {
+
+// The settings' checks of vicreg::vcreg alone, without an input: for the Python module's
+// constructor, which refuses bad settings with the words of the call.
+void check_settings(const VCRegSettings& s) { checks::vcreg_settings("vcreg", s); }
+
+}  // namespace
 }  // namespace ops
 
 TORCH_LIBRARY_FRAGMENT(vicreg, m) {
   const std::string settings = ops::VCRegSettings::schema();
   m.def(("vcreg(Tensor(a) x, " + settings + ") -> Tensor(a)").c_str());
   m.def(("_vcreg_backward(Tensor grad, Tensor x, " + settings + ") -> Tensor").c_str());
+  m.def(("_vcreg_check_settings(" + settings + ") -> ()").c_str(),
+        TORCH_FN((ops::WithSettings<ops::check_settings, void(), ops::VCRegSettings>::call)));
 }
 
 }  // namespace vicreg

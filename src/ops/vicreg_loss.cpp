@@ -26,6 +26,10 @@ Tensor vicreg_loss_front(const Tensor& z_a, const Tensor& z_b, const Front& f) {
   return std::get<0>(vicreg_terms_front(z_a, z_b, f));
 }
 
+// The settings' checks of the fronts alone, without views: for the Python module's
+// constructor, which refuses bad settings with the words of the call.
+void check_settings(const Front& f) { checks::loss_settings(kLossName, f.settings); }
+
 using FrontHead = Terms(const Tensor& z_a, const Tensor& z_b);
 using LossFrontHead = Tensor(const Tensor& z_a, const Tensor& z_b);
 
@@ -156,6 +160,8 @@ TORCH_LIBRARY(vicreg, m) {
         TORCH_FN((WithSettings<ops::vicreg_loss_front, ops::LossFrontHead, Front>::call)));
   m.def(("vicreg_terms(" + front + ") -> " + ops::kTermsResult).c_str(),
         TORCH_FN((WithSettings<ops::vicreg_terms_front, ops::FrontHead, Front>::call)));
+  m.def(("_vicreg_check_settings(" + Front::schema() + ") -> ()").c_str(),
+        TORCH_FN((WithSettings<ops::check_settings, void(), Front>::call)));
   const std::string grads =
       "Tensor? grad_loss, Tensor? grad_invariance, Tensor? grad_variance, "
       "Tensor? grad_covariance, ";

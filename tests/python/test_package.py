@@ -5,6 +5,7 @@ this file from a scratch directory with only that prefix's site directory on PYT
 VICREG_PACKAGE_PREFIX (the prefix) and VICREG_EXPECTED_VERSION (the CMake project version) in
 the environment. Elsewhere (e.g. collected by the python_operators test) it skips.
 """
+import inspect
 import math
 import os
 import shutil
@@ -473,6 +474,31 @@ def test_vicreg_loss_bad_values_raise_the_operators_error_at_construction(kwargs
 def test_vicreg_loss_wrong_types_raise_type_error(kwargs, name):
     with pytest.raises(TypeError, match=name):
         vicreg.VICRegLoss(**kwargs)
+
+
+def test_module_arguments_are_the_operators_schemas():
+    """The constructors take the operators' arguments, in their order, with their defaults,
+    then the modules' own; positional calls work as before."""
+    def after_tensors(op):
+        return [(a.name, a.default_value) for a in op.default._schema.arguments
+                if str(a.type) != "Tensor"]
+
+    loss = inspect.signature(vicreg.VICRegLoss).parameters
+    assert [(n, p.default) for n, p in loss.items()] == (
+        after_tensors(torch.ops.vicreg.vicreg_loss) + [("process_group", None), ("sharded", None)])
+    assert loss["eps"].default == 1e-4 and loss["convention"].default == "reference"
+    layer = inspect.signature(vicreg.VCReg).parameters
+    assert [(n, p.default) for n, p in layer.items()] == (
+        after_tensors(torch.ops.vicreg.vcreg) + [("active_in_eval", False)])
+    module = vicreg.VICRegLoss(3, 7.0, 2.0, 0.5, 1e-3, "paper", None, "var")
+    assert (module.inv_coeff, module.gamma, module.convention, module.variance_form) == (
+        3.0, 0.5, "paper", "var")
+    assert isinstance(module.inv_coeff, float)
+    assert vicreg.VCReg(0.5, 0.1, 1.0, 1e-4, 1).channel_dim == 1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cov'"):
+        vicreg.VICRegLoss(cov=1.0)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        vicreg.VCReg(1.0, 1.0, 1.0, 1e-4, -1, "std", False, 3)
 
 
 @pytest.mark.parametrize("kwargs,name,error", [

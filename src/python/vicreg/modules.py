@@ -5,7 +5,8 @@ that names it; a bad value is the operators' own ``RuntimeError``, the same word
 lower precision cannot hold, such as 1e39 in float32, fails at the first call in that dtype.)
 """
 import copy
-from typing import Optional, Tuple
+import inspect
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -15,33 +16,63 @@ from .distributed import _check_group, _group_size, eager_only
 
 __all__ = ["VICRegLoss", "VCReg"]
 
-# The knobs that override a convention when given (extra_repr shows those given).
-KNOBS = ("invariance", "variance_form", "variance_views", "covariance_norm")
+
+# The modules' settings are the operators' arguments after the tensors: their names, types and
+# defaults come from the registered schemas (the C++ settings tables), not from a list here.
+def _arguments(op) -> List[Tuple[str, str, Any]]:
+    """(name, schema type, default) of each argument of ``op`` after its tensors."""
+    return [(a.name, str(a.type), a.default_value) for a in op.default._schema.arguments
+            if str(a.type) != "Tensor"]
 
 
-def _number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
-    return float(value)
+_LOSS = _arguments(torch.ops.vicreg.vicreg_loss)
+_VCREG = _arguments(torch.ops.vicreg.vcreg)
+_PYTHON_TYPE = {"float": float, "int": int, "bool": bool, "str": str,
+                "Optional[str]": Optional[str]}
+_TYPE_WORDS = {"float": "a float", "int": "an int", "bool": "a bool", "str": "a str",
+               "Optional[str]": "a str or None"}
+_KIND = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
-def _text(name: str, value) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
-    return value
+def _checked(name: str, schema_type: str, value):
+    """``value`` as the schema's type takes it (an int for a float, never a bool for a
+    number); anything else is a ``TypeError`` that names the argument."""
+    if value is None and schema_type == "Optional[str]":
+        return None
+    accepted = {"float": (int, float), "int": (int,), "bool": (bool,)}.get(schema_type, (str,))
+    if (isinstance(value, bool) and schema_type != "bool") or not isinstance(value, accepted):
+        raise TypeError(f"{name} must be {_TYPE_WORDS[schema_type]}, got "
+                        f"{type(value).__name__} {value!r}")
+    return float(value) if schema_type == "float" else value
 
 
-# A tiny input (2 rows, 2 features) for the operators to run their checks of the settings on,
-# once, at construction; on the CPU whatever the default device (a meta device has no values
-# for check_finite to read).
-def _probe() -> torch.Tensor:
-    return torch.zeros(2, 2, dtype=torch.float64, device="cpu")
+def _signature(arguments, *more: inspect.Parameter) -> inspect.Signature:
+    """A constructor's signature: self, the operator's arguments with their defaults, then
+    ``more``."""
+    return inspect.Signature(
+        [inspect.Parameter("self", _KIND)] +
+        [inspect.Parameter(name, _KIND, default=default, annotation=_PYTHON_TYPE[schema_type])
+         for name, schema_type, default in arguments] + list(more))
+
+
+def _set_arguments(module: nn.Module, arguments, bound: inspect.BoundArguments) -> Dict[str, Any]:
+    """Sets each argument as an attribute of ``module``, checked; returns them by name."""
+    values = {name: _checked(name, schema_type, bound.arguments[name])
+              for name, schema_type, _ in arguments}
+    for name, value in values.items():
+        setattr(module, name, value)
+    return values
 
 
 def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
+    return _checked(name, "bool", value)
+
+
+_LOSS_SIGNATURE = _signature(
+    _LOSS, inspect.Parameter("process_group", _KIND, default=None),
+    inspect.Parameter("sharded", _KIND, default=None, annotation=Optional[bool]))
+_VCREG_SIGNATURE = _signature(
+    _VCREG, inspect.Parameter("active_in_eval", _KIND, default=False, annotation=bool))
 
 
 class VICRegLoss(nn.Module):
@@ -73,45 +104,17 @@ class VICRegLoss(nn.Module):
     ``(loss, invariance, variance, covariance)``, the terms unweighted.
     """
 
-    inv_coeff: float
-    var_coeff: float
-    cov_coeff: float
-    gamma: float
-    eps: float
-    convention: str
-    invariance: Optional[str]
-    variance_form: Optional[str]
-    variance_views: Optional[str]
-    covariance_norm: Optional[str]
-    fused_backward: bool
-    check_finite: bool
-    gathers: bool
-    sharded: Optional[bool]
+    # TorchScript's types of the attributes: the operator's arguments, then the module's own.
+    __annotations__ = {**{name: _PYTHON_TYPE[t] for name, t, _ in _LOSS},
+                       "gathers": bool, "sharded": Optional[bool]}
     # A process group has no TorchScript type; a scripted module with one fails at its call.
     __jit_ignored_attributes__ = ["process_group"]
-
-    def __init__(self, inv_coeff: float = 25.0, var_coeff: float = 25.0, cov_coeff: float = 1.0,
-                 gamma: float = 1.0, eps: float = 1e-4, convention: str = "reference",
-                 invariance: Optional[str] = None, variance_form: Optional[str] = None,
-                 variance_views: Optional[str] = None, covariance_norm: Optional[str] = None,
-                 fused_backward: bool = True, check_finite: bool = False,
-                 process_group=None, sharded: Optional[bool] = None) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__()
-        self.inv_coeff = _number("inv_coeff", inv_coeff)
-        self.var_coeff = _number("var_coeff", var_coeff)
-        self.cov_coeff = _number("cov_coeff", cov_coeff)
-        self.gamma = _number("gamma", gamma)
-        self.eps = _number("eps", eps)
-        self.convention = _text("convention", convention)
-        self.invariance = None if invariance is None else _text("invariance", invariance)
-        self.variance_form = None if variance_form is None else _text("variance_form",
-                                                                      variance_form)
-        self.variance_views = None if variance_views is None else _text("variance_views",
-                                                                        variance_views)
-        self.covariance_norm = None if covariance_norm is None else _text("covariance_norm",
-                                                                          covariance_norm)
-        self.fused_backward = _flag("fused_backward", fused_backward)
-        self.check_finite = _flag("check_finite", check_finite)
+        bound = _LOSS_SIGNATURE.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        settings = _set_arguments(self, _LOSS, bound)
+        process_group, sharded = bound.arguments["process_group"], bound.arguments["sharded"]
         if process_group is not None:
             _check_group(process_group)
         self.process_group = process_group
@@ -119,10 +122,8 @@ class VICRegLoss(nn.Module):
         if sharded is not None:
             _flag("sharded", sharded)
         self.sharded = sharded
-        F.vicreg_loss(_probe(), _probe(), self.inv_coeff, self.var_coeff, self.cov_coeff,
-                      self.gamma, self.eps, self.convention, self.invariance,
-                      self.variance_form, self.variance_views, self.covariance_norm,
-                      self.fused_backward, self.check_finite)
+        # The operator's own checks of the settings, without a tensor: its words, now.
+        torch.ops.vicreg._vicreg_check_settings(**settings)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
@@ -166,29 +167,20 @@ class VICRegLoss(nn.Module):
     @torch.jit.unused
     def _terms_of_group(self, z_a: torch.Tensor, z_b: torch.Tensor
                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return F.vicreg_terms(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
-                              self.gamma, self.eps, self.convention, self.invariance,
-                              self.variance_form, self.variance_views, self.covariance_norm,
-                              self.fused_backward, self.check_finite, self.process_group,
-                              self.sharded)
+        settings = {name: getattr(self, name) for name, _, _ in _LOSS}
+        return F.vicreg_terms(z_a, z_b, process_group=self.process_group, sharded=self.sharded,
+                              **settings)
 
     def extra_repr(self) -> str:
-        s = (f"inv_coeff={self.inv_coeff}, var_coeff={self.var_coeff}, "
-             f"cov_coeff={self.cov_coeff}, gamma={self.gamma}, eps={self.eps}, "
-             f"convention={self.convention!r}")
-        for name in KNOBS:
-            value = getattr(self, name)
-            if value is not None:
-                s += f", {name}={value!r}"
-        if not self.fused_backward:
-            s += ", fused_backward=False"
-        if self.check_finite:
-            s += ", check_finite=True"
+        # The numbers and the convention always; a knob or a switch when not its default.
+        parts = [f"{name}={getattr(self, name)!r}" for name, schema_type, default in _LOSS
+                 if schema_type in ("float", "str") or getattr(self, name) != default]
         if self.gathers:
-            s += ", process_group=<a group of " + str(_group_size(self.process_group)) + " ranks>"
+            parts.append("process_group=<a group of " + str(_group_size(self.process_group)) +
+                         " ranks>")
             if self.sharded is not None:
-                s += f", sharded={self.sharded}"
-        return s
+                parts.append(f"sharded={self.sharded}")
+        return ", ".join(parts)
 
 
 class VCReg(nn.Module):
@@ -212,31 +204,16 @@ class VCReg(nn.Module):
             identity (``forward`` returns its input).
     """
 
-    var_coeff: float
-    cov_coeff: float
-    gamma: float
-    eps: float
-    channel_dim: int
-    variance_form: str
-    active_in_eval: bool
-
-    def __init__(self, var_coeff: float = 1.0, cov_coeff: float = 1.0, gamma: float = 1.0,
-                 eps: float = 1e-4, channel_dim: int = -1, variance_form: str = "std",
-                 active_in_eval: bool = False) -> None:
+    __annotations__ = {**{name: _PYTHON_TYPE[t] for name, t, _ in _VCREG},
+                       "active_in_eval": bool}
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__()
-        self.var_coeff = _number("var_coeff", var_coeff)
-        self.cov_coeff = _number("cov_coeff", cov_coeff)
-        self.gamma = _number("gamma", gamma)
-        self.eps = _number("eps", eps)
-        if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
-            raise TypeError(f"channel_dim must be an int, got {type(channel_dim).__name__} "
-                            f"{channel_dim!r}")
-        self.channel_dim = channel_dim
-        self.variance_form = _text("variance_form", variance_form)
-        self.active_in_eval = _flag("active_in_eval", active_in_eval)
-        # The channel dim is checked against each input's dims, so not here.
-        F.vcreg(_probe(), self.var_coeff, self.cov_coeff, self.gamma, self.eps, -1,
-                self.variance_form)
+        bound = _VCREG_SIGNATURE.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        settings = _set_arguments(self, _VCREG, bound)
+        self.active_in_eval = _flag("active_in_eval", bound.arguments["active_in_eval"])
+        # (The channel dim is checked against each input's dims.)
+        torch.ops.vicreg._vcreg_check_settings(**settings)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` itself; in training mode (or with ``active_in_eval``) the backward adds the
@@ -247,9 +224,12 @@ class VCReg(nn.Module):
                        self.channel_dim, self.variance_form)
 
     def extra_repr(self) -> str:
-        s = (f"var_coeff={self.var_coeff}, cov_coeff={self.cov_coeff}, gamma={self.gamma}, "
-             f"eps={self.eps}, channel_dim={self.channel_dim}, "
-             f"variance_form={self.variance_form!r}")
+        s = ", ".join(f"{name}={getattr(self, name)!r}" for name, _, _ in _VCREG)
         if self.active_in_eval:
             s += ", active_in_eval=True"
         return s
+
+
+# help() and inspect show the constructors' arguments as the schemas give them.
+VICRegLoss.__init__.__signature__ = _LOSS_SIGNATURE
+VCReg.__init__.__signature__ = _VCREG_SIGNATURE
