@@ -109,6 +109,7 @@ class VICRegLoss(nn.Module):
                        "gathers": bool, "sharded": Optional[bool]}
     # A process group has no TorchScript type; a scripted module with one fails at its call.
     __jit_ignored_attributes__ = ["process_group"]
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
         bound = _LOSS_SIGNATURE.bind(self, *args, **kwargs)
@@ -129,6 +130,7 @@ class VICRegLoss(nn.Module):
         """The loss of the views ``z_a`` and ``z_b`` (``[n, d]`` or ``[n, P..., d]``)."""
         if self.gathers:
             return self._across_ranks(z_a, z_b)[0]
+        # (TorchScript compiles this call, so it names each setting, as terms does.)
         return F.vicreg_loss(z_a, z_b, self.inv_coeff, self.var_coeff, self.cov_coeff,
                              self.gamma, self.eps, self.convention, self.invariance,
                              self.variance_form, self.variance_views, self.covariance_norm,
@@ -206,6 +208,7 @@ class VCReg(nn.Module):
 
     __annotations__ = {**{name: _PYTHON_TYPE[t] for name, t, _ in _VCREG},
                        "active_in_eval": bool}
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
         bound = _VCREG_SIGNATURE.bind(self, *args, **kwargs)
