@@ -69,6 +69,8 @@ at::Tensor VCRegImpl::forward(const at::Tensor& x) {
   return functional::vcreg(x, options);
 }
 
+#undef VICREG_PRINT
+
 at::Tensor VCRegImpl::penalty(const at::Tensor& x) const {
   return functional::vcreg_penalty(x, options);
 }

@@ -56,7 +56,7 @@ std::shared_ptr<torch::jit::CompilationUnit> compile(const std::string& source) 
 namespace {
 
 // A front's argument as a TorchScript attribute: numbers and switches as they are, a knob by its
-// name (the convention is always given, though moot: every knob is).
+// name.
 c10::IValue attribute(double v) { return v; }
 c10::IValue attribute(bool v) { return v; }
 c10::IValue attribute(c10::string_view v) { return std::string(v); }
@@ -78,7 +78,13 @@ torch::jit::Module make_loss_module(const VICRegLossOptions& o) {
     arguments += std::string(", ") + name + "=self." + name;
   };
 #define VICREG_SETTING(name, member) add(#name, attribute(front.settings.member));
-#define VICREG_SWITCH(name) add(#name, attribute(front.name));
+// (The convention is moot, every knob being given: the call names "reference", as 0.1 did.)
+#define VICREG_SWITCH(name)                               \
+  if (std::string(#name) == "convention") {               \
+    arguments += ", convention=\"reference\"";            \
+  } else {                                                \
+    add(#name, attribute(front.name));                    \
+  }
   VICREG_LOSS_ARGUMENTS(VICREG_SETTING, VICREG_SWITCH)
 #undef VICREG_SETTING
 #undef VICREG_SWITCH

@@ -160,6 +160,14 @@ TEST(TorchScript, ModulesSavedByTheLastReleaseLoadAndEqualTodaysModule) {
     l1.backward();
     l2.backward();
     EXPECT_TRUE(torch::equal(a1.grad(), a2.grad())) << file;
+    // Today's C++-built module of the same options: the same bits, and the same attributes.
+    auto today = script::make_loss_module(options);
+    EXPECT_TRUE(torch::equal(today.forward({za, zb}).toTensor(), l1)) << file;
+    for (const auto& attribute : saved.named_attributes(/*recurse=*/false)) {
+      EXPECT_TRUE(today.hasattr(attribute.name)) << attribute.name;
+      EXPECT_EQ(today.attr(attribute.name), attribute.value) << attribute.name;
+    }
+    EXPECT_EQ(today.named_attributes(false).size(), saved.named_attributes(false).size());
   }
 }
 

@@ -8,7 +8,7 @@
 namespace vicreg::ops {
 
 std::string schema_literal(double v) {
-  // The shortest text that reads back as v, with a point so that the schema reads a float.
+  // 17 significant digits read back as v; a point, so that the schema reads a float.
   char text[32];
   std::snprintf(text, sizeof text, "%.17g", v);
   std::string s = text;

@@ -4,7 +4,7 @@
 // the operators' schemas, the parsing of their arguments, the public options' reading, the
 // printing and the scripted module's attributes all iterate over them. A new setting is a field
 // here and a row in its table (an enum also a `Names` row); the public option that feeds it
-// is a TORCH_ARG of the same name in vicreg/options.h.
+// is a TORCH_ARG of the same name in vicreg/options.h. What else it touches: src/ops/README.md.
 
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>

@@ -24,7 +24,7 @@ namespace {
 
 // The settings' checks of vicreg::vcreg alone, without an input: for the Python module's
 // constructor, which refuses bad settings with the words of the call.
-void check_settings(const VCRegSettings& s) { checks::vcreg_settings("vcreg", s); }
+void check_vcreg_settings(const VCRegSettings& s) { checks::vcreg_settings("vcreg", s); }
 
 }  // namespace
 }  // namespace ops
@@ -34,7 +34,7 @@ TORCH_LIBRARY_FRAGMENT(vicreg, m) {
   m.def(("vcreg(Tensor(a) x, " + settings + ") -> Tensor(a)").c_str());
   m.def(("_vcreg_backward(Tensor grad, Tensor x, " + settings + ") -> Tensor").c_str());
   m.def(("_vcreg_check_settings(" + settings + ") -> ()").c_str(),
-        TORCH_FN((ops::WithSettings<ops::check_settings, void(), ops::VCRegSettings>::call)));
+        TORCH_FN((ops::WithSettings<ops::check_vcreg_settings, void(), ops::VCRegSettings>::call)));
 }
 
 }  // namespace vicreg

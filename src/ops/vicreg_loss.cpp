@@ -28,7 +28,7 @@ Tensor vicreg_loss_front(const Tensor& z_a, const Tensor& z_b, const Front& f) {
 
 // The settings' checks of the fronts alone, without views: for the Python module's
 // constructor, which refuses bad settings with the words of the call.
-void check_settings(const Front& f) { checks::loss_settings(kLossName, f.settings); }
+void check_loss_settings(const Front& f) { checks::loss_settings(kLossName, f.settings); }
 
 using FrontHead = Terms(const Tensor& z_a, const Tensor& z_b);
 using LossFrontHead = Tensor(const Tensor& z_a, const Tensor& z_b);
@@ -41,9 +41,11 @@ const char* const kTermsResult =
 namespace {
 
 // Where each argument sits in Front::Args.
-#define VICREG_INDEX(name, ...) k_##name,
-enum FrontIndex { VICREG_LOSS_ARGUMENTS(VICREG_INDEX, VICREG_INDEX) };
+#define VICREG_INDEX(name, member) k_##name,
+#define VICREG_SWITCH_INDEX(name) k_##name,
+enum FrontIndex { VICREG_LOSS_ARGUMENTS(VICREG_INDEX, VICREG_SWITCH_INDEX) };
 #undef VICREG_INDEX
+#undef VICREG_SWITCH_INDEX
 
 // A given number replaces the convention's; a given knob replaces it, a None keeps it.
 double given(const char*, double, double arg) { return arg; }
@@ -75,7 +77,7 @@ std::string front_argument(const char* name, const T& reference) {
 
 std::string Front::schema() {
   std::string schema;
-  const Front reference;
+  const auto reference = Front::of(VICRegLossOptions());
 #define VICREG_SETTING(name, member) append(schema, front_argument(#name, reference.settings.member));
 #define VICREG_SWITCH(name)                                                               \
   append(schema, std::string(schema_type<std::decay_t<decltype(reference.name)>>()) + " " + \
@@ -161,7 +163,7 @@ TORCH_LIBRARY(vicreg, m) {
   m.def(("vicreg_terms(" + front + ") -> " + ops::kTermsResult).c_str(),
         TORCH_FN((WithSettings<ops::vicreg_terms_front, ops::FrontHead, Front>::call)));
   m.def(("_vicreg_check_settings(" + Front::schema() + ") -> ()").c_str(),
-        TORCH_FN((WithSettings<ops::check_settings, void(), Front>::call)));
+        TORCH_FN((WithSettings<ops::check_loss_settings, void(), Front>::call)));
   const std::string grads =
       "Tensor? grad_loss, Tensor? grad_invariance, Tensor? grad_variance, "
       "Tensor? grad_covariance, ";

@@ -490,6 +490,13 @@ def test_module_arguments_are_the_operators_schemas():
     layer = inspect.signature(vicreg.VCReg).parameters
     assert [(n, p.default) for n, p in layer.items()] == (
         after_tensors(torch.ops.vicreg.vcreg) + [("active_in_eval", False)])
+    # The functional forms spell their arguments (TorchScript compiles them): the same list.
+    for fn, op in ((VF.vicreg_loss, torch.ops.vicreg.vicreg_loss),
+                   (VF.vicreg_terms, torch.ops.vicreg.vicreg_terms)):
+        params = [(n, p.default) for n, p in inspect.signature(fn).parameters.items()]
+        assert params[2:] == after_tensors(op) + [("process_group", None), ("sharded", None)]
+    params = [(n, p.default) for n, p in inspect.signature(VF.vcreg).parameters.items()]
+    assert params[1:] == after_tensors(torch.ops.vicreg.vcreg)
     module = vicreg.VICRegLoss(3, 7.0, 2.0, 0.5, 1e-3, "paper", None, "var")
     assert (module.inv_coeff, module.gamma, module.convention, module.variance_form) == (
         3.0, 0.5, "paper", "var")

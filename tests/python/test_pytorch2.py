@@ -1,4 +1,4 @@
-"""PyTorch 2: every vicreg operator under torch.library.opcheck, and training steps under
+"""PyTorch 2: every vicreg operator that takes tensors under torch.library.opcheck, and training steps under
 torch.compile and torch.export with a batch size that changes.
 
 Needs torch >= 2.4 (torch.library.opcheck); on older torch (Debian 12's 1.13) it skips with
@@ -62,7 +62,9 @@ def opcheck(op, args, kwargs=None):
     assert all(v == "SUCCESS" for v in result.values()), result
 
 
-# ---- opcheck: every operator the library registers --------------------------------------
+# ---- opcheck: every operator that takes tensors ------------------------------------------
+# (_vicreg_check_settings and _vcreg_check_settings take none: the Python modules call them in
+# their constructors, outside any traced region.)
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
