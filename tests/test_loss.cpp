@@ -325,6 +325,41 @@ TEST(CpuKernels, EveryCapabilityGivesTheSameBits) {
   set_cpu_capability(chosen);
 }
 
+// The CPU kernel's loops run on LibTorch's intra-op threads (at::parallel_for, OpenMP) over
+// tasks that do not depend on the thread count, and their partial sums are added in a fixed
+// order: one, two and three threads give the same saved tensors and gradients to the last bit,
+// on shapes of several column blocks and row tasks, several positions, and both sides of the
+// Gram rule. The terms end in ATen's sums (of the k x k matrix's squares), which split their
+// work by thread count, so they agree to rounding.
+TEST(CpuKernels, ResultsDoNotDependOnTheThreadCount) {
+  const int threads = at::get_num_threads();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    for (const auto& shape : std::vector<std::vector<int64_t>>{
+             {64, 3000}, {7, 3, 8192}, {2000, 300}, {255, 530}}) {
+      SCOPED_TRACE(c10::str(dtype, " ", c10::IntArrayRef(shape)));
+      const auto opts = torch::TensorOptions().dtype(dtype);
+      const auto za = spread_embeddings(shape, opts, 71), zb = spread_embeddings(shape, opts, 72);
+      std::vector<FusedRun> runs;
+      for (int t : {1, 2, 3}) {
+        at::set_num_threads(t);
+        ASSERT_EQ(at::get_num_threads(), t);
+        runs.push_back(run_fused_ops(za, zb, VICRegLossOptions(), false));
+      }
+      for (size_t i = 1; i < runs.size(); ++i) {
+        SCOPED_TRACE(c10::str(i + 1, " threads"));
+        EXPECT_LT(rel_error(runs[i].loss.item<double>(), runs[0].loss.item<double>()),
+                  dtype == torch::kFloat32 ? 1e-6 : 1e-14);
+        EXPECT_TRUE(runs[i].grad_a.equal(runs[0].grad_a));
+        EXPECT_TRUE(runs[i].grad_b.equal(runs[0].grad_b));
+        for (size_t k = 0; k < runs[0].saved.size(); ++k) {
+          EXPECT_TRUE(runs[i].saved[k].equal(runs[0].saved[k])) << "saved " << k;
+        }
+      }
+    }
+  }
+  at::set_num_threads(threads);
+}
+
 // The composite kernels are what CUDA runs, where each ATen op is at least one kernel launch, so
 // at small per-GPU shapes the launches set the time. On meta tensors, the two kernels (forward,
 // then backward with all four output gradients) dispatch at most 100 ATen ops for [n, d] views,

@@ -9,8 +9,8 @@
 // LibTorch does not ship.)
 //
 // The loops take raw pointers and sizes only, so that the copies include no LibTorch header
-// and compile in seconds. Accumulation is in double, in a fixed order per column: the results
-// do not depend on the number of threads.
+// and compile in seconds. Accumulation is in double, in a fixed order per column: what they
+// compute does not depend on the number of threads.
 
 #include <cstdint>
 #include <limits>
