@@ -140,17 +140,18 @@ Tensor offdiag_of_gram(const Tensor& gram_sum_of_squares, const Tensor& colsq) {
   return gram_sum_of_squares - sum_of_squares(colsq);
 }
 
-ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& h, bool covariance) {
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& h, bool covariance,
+                     Tensor mat) {
   const auto n = size_of(zc, 1), d = size_of(zc, 2);
   ViewStats s;
   s.colsq = colsq.defined() ? std::move(colsq) : column_sums_of_squares(zc);
   s.hinge = hinge_term(s.colsq, n, h);
   if (!covariance) return s;
   if (use_gram(n, d)) {
-    s.mat = batched_mm(zc, zc.transpose(1, 2));
+    s.mat = mat.defined() ? std::move(mat) : batched_mm(zc, zc.transpose(1, 2));
     s.offdiag = offdiag_of_gram(sum_of_squares(s.mat), s.colsq);
   } else {
-    s.mat = batched_mm(zc.transpose(1, 2), zc);
+    s.mat = mat.defined() ? std::move(mat) : batched_mm(zc.transpose(1, 2), zc);
     s.offdiag = offdiag_of_matrix_(s.mat);
   }
   return s;
@@ -233,8 +234,8 @@ std::vector<Tensor> saved_of(const FusedOutputs& out) {
 FusedOutputs vicreg_forward(CenteredPair p, const Settings& s) {
   // Both views' statistics at once: the hinge is the mean over both views' 2 P d columns, which
   // is the mean of the two views' hinges; offdiag is the two views' sum.
-  auto both =
-      view_stats(p.zc, std::move(p.colsq), s.hinge, /*covariance=*/true);
+  auto both = view_stats(p.zc, std::move(p.colsq), s.hinge, /*covariance=*/true,
+                         std::move(p.mat));
   const auto shape = Shape{size_of(p.zc, 0) / 2, size_of(p.zc, 1), size_of(p.zc, 2)};
   const double views = 2.0 * view_weight(s);  // 1 for the mean over the views: no op
   auto [loss, inv, var, cov] =

@@ -90,8 +90,11 @@ struct ViewStats {
   Tensor offdiag;  ///< 0-dim sum_p sum_{i != j} M_ij^2 (unnormalized); undefined if !cov
 };
 /// `colsq` may be undefined (then it is computed here). With `covariance` false the matrix and
-/// offdiag are skipped.
-ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true);
+/// offdiag are skipped. `mat`, when defined, is the k x k matrix that the rule picks (G or M,
+/// [P, k, k], diagonal kept), taken by the caller (the CPU kernel's BLAS syrk); otherwise it is
+/// an ATen product here.
+ViewStats view_stats(const Tensor& zc, Tensor colsq, const Hinge& hinge, bool covariance = true,
+                     Tensor mat = {});
 
 /// One rank's share of a view whose N rows are spread over ranks (the sharded loss): the
 /// view's zc holds this rank's rows, and its ViewStats hold the statistics of all N rows
@@ -140,10 +143,10 @@ Tensor pair_half(const Tensor& t, int v);
 
 /// The centered pair from which the fused forward is assembled (by the composite or the CPU
 /// kernel): Zc of both views [2P, n, d], their column sums of squares [2P, 1, d], mean_a -
-/// mean_b [P, 1, d] and sum (Za - Zb)^2 (0-dim); colsq may be undefined (then the core computes
-/// it).
+/// mean_b [P, 1, d] and sum (Za - Zb)^2 (0-dim); colsq and mat (the k x k matrix of each of
+/// the 2P positions, as view_stats takes it) may be undefined (then the core computes them).
 struct CenteredPair {
-  Tensor zc, colsq, mean_diff, sq_diff;
+  Tensor zc, colsq, mean_diff, sq_diff, mat;
 };
 
 /// The saved tensors of the fused forward, in this order (what _vicreg_fused returns after the

@@ -25,7 +25,7 @@ FusedOutputs vicreg_fused(const Tensor& z_a, const Tensor& z_b, const Settings& 
                         : at::cat({as_positions(a), as_positions(b)});
   const auto diff = a - b;
   CenteredPair pair{center(both), {}, view_to(diff.mean(0, /*keepdim=*/true), {P, 1, d}),
-                    sum_of_squares(diff)};
+                    sum_of_squares(diff), {}};
   return vicreg_forward(std::move(pair), s);
 }
 

@@ -15,16 +15,81 @@
 #include <algorithm>
 #include <type_traits>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "ops/checks.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
+// The standard BLAS syrk, declared as ATen's CPUBlas.cpp declares gemm: the BLAS that LibTorch
+// links (Debian's: libblas.so.3, OpenBLAS) exports it. Weak, so that the library still loads
+// with a LibTorch whose BLAS does not (then the matrix is ATen's product).
+#if defined(__GNUC__)
+extern "C" {
+__attribute__((weak)) void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k,
+                                  const float* alpha, const float* a, const int* lda,
+                                  const float* beta, float* c, const int* ldc);
+__attribute__((weak)) void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k,
+                                  const double* alpha, const double* a, const int* lda,
+                                  const double* beta, double* c, const int* ldc);
+}
+#define VICREG_SYRK_DECLARED 1
+#endif
+
 namespace vicreg::ops {
 namespace {
 
 using Tensor = at::Tensor;
+
+#ifdef VICREG_SYRK_DECLARED
+template <typename T>
+void syrk(char trans, int n, int k, const T* a, int lda, T* c) {
+  const char uplo = 'U';
+  const T one = 1, zero = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    ssyrk_(&uplo, &trans, &n, &k, &one, a, &lda, &zero, c, &n);
+  } else {
+    dsyrk_(&uplo, &trans, &n, &k, &one, a, &lda, &zero, c, &n);
+  }
+}
+#endif
+
+// The k x k matrix of each position of Zc [B, n, d] that the Gram-or-direct rule picks, G = Zc
+// Zc^T or M = Zc^T Zc, from BLAS's syrk: it is symmetric, so syrk computes one triangle, about
+// half of a GEMM's work (src/apps/README.md, bench), and the other is copied. Undefined where
+// LibTorch's BLAS has no syrk or a size does not fit BLAS's int: the core then takes ATen's mm.
+Tensor symmetric_matrix(const Tensor& zc) {
+  const int64_t B = zc.size(0), n = zc.size(1), d = zc.size(2);
+  const bool gram = use_gram(n, d);
+  const int64_t k = gram ? n : d;
+  constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+#ifdef VICREG_SYRK_DECLARED
+  const bool blas = zc.scalar_type() == at::kFloat ? ssyrk_ != nullptr : dsyrk_ != nullptr;
+#else
+  const bool blas = false;
+#endif
+  if (!blas || n > kMaxInt || d > kMaxInt || n < 1 || d < 1) return {};
+  auto mat = at::empty({B, k, k}, zc.options());
+#ifdef VICREG_SYRK_DECLARED
+  AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "vicreg_symmetric_matrix", [&] {
+    for (int64_t b = 0; b < B; ++b) {
+      // Row-major Zc [n, d] is BLAS's column-major A [d, n] (lda = d): G = A^T A ('T'),
+      // M = A A^T ('N'). syrk fills the upper triangle of its column-major C, which is the
+      // lower one (j <= i) of the row-major matrix.
+      scalar_t* c = mat.data_ptr<scalar_t>() + b * k * k;
+      syrk<scalar_t>(gram ? 'T' : 'N', static_cast<int>(k), static_cast<int>(gram ? d : n),
+                     zc.data_ptr<scalar_t>() + b * n * d, static_cast<int>(d), c);
+      at::parallel_for(0, k, std::max<int64_t>(1, 65536 / k), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          for (int64_t j = i + 1; j < k; ++j) c[i * k + j] = c[j * k + i];
+        }
+      });
+    }
+  });
+#endif
+  return mat;
+}
 
 constexpr int64_t kBlock = 256;  // columns per task: accumulators stay in L1
 
@@ -108,7 +173,9 @@ FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) 
   checks::loss_call("vicreg_loss", z_a, z_b, s);
   const auto za = as_positions(to_compute_dtype(z_a));
   const auto zb = as_positions(to_compute_dtype(z_b));
-  return vicreg_forward(center_pair(za, zb), s);
+  auto pair = center_pair(za, zb);
+  pair.mat = symmetric_matrix(pair.zc);
+  return vicreg_forward(std::move(pair), s);
 }
 
 // grad = 4 w_offdiag product + Zc * coef +- w_inv (Za - Zb), Za - Zb = Zc_a - Zc_b + mean_diff,
