@@ -330,9 +330,14 @@ TEST(CpuKernels, EveryCapabilityGivesTheSameBits) {
 // order: one, two and three threads give the same saved tensors and gradients to the last bit,
 // on shapes of several column blocks and row tasks, several positions, and both sides of the
 // Gram rule. The terms end in ATen's sums (of the k x k matrix's squares), which split their
-// work by thread count, so they agree to rounding.
+// work by thread count, so they agree to rounding. (The saved product and so the gradient come
+// from BLAS too: exact with Debian's OpenBLAS, whose threads at::set_num_threads leaves alone; a
+// BLAS that follows it and splits its sums, such as MKL, would make them agree to rounding.)
 TEST(CpuKernels, ResultsDoNotDependOnTheThreadCount) {
-  const int threads = at::get_num_threads();
+  struct RestoreThreads {
+    int threads = at::get_num_threads();
+    ~RestoreThreads() { at::set_num_threads(threads); }
+  } restore;
   for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
     for (const auto& shape : std::vector<std::vector<int64_t>>{
              {64, 3000}, {7, 3, 8192}, {2000, 300}, {255, 530}}) {
@@ -357,7 +362,6 @@ TEST(CpuKernels, ResultsDoNotDependOnTheThreadCount) {
       }
     }
   }
-  at::set_num_threads(threads);
 }
 
 // The composite kernels are what CUDA runs, where each ATen op is at least one kernel launch, so

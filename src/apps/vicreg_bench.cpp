@@ -2,15 +2,17 @@
 // tensor ops (the reference formulation) against the hand-written fused backward, next to the
 // matmul floor measured in the same run. Prints a table and writes JSON. Not run by CI.
 //
-// Matmul floor for views [n, d]: the least GEMM work, per view, is one k x k product and one
+// Matmul floor for views [n, d]: the loss's matrix work, per view, is one k x k product and one
 // product back to [n, d], k = min(n, d) (Gram Zc Zc^T and G Zc when n <= d; Zc^T Zc and Zc C
 // otherwise); the floor is the time torch::mm_out takes for those four GEMMs in this process.
+// (The CPU kernel takes the symmetric k x k matrix from BLAS's syrk, about half a GEMM, so it
+// can run below the floor.)
 //
 // Memory bound: beyond its GEMMs the hand-written path must at least read both views once and
 // write their centered copies (saved for the backward) once: 16 n d bytes in float32, the
 // traffic of one copy of both views. `bound` = floor + the time of that copy, measured here on
-// a buffer of the same size (so it runs at the cache level that size fits in): no
-// implementation of this design can beat it, and fused/bound says how far a shape is from it.
+// a buffer of the same size (so it runs at the cache level that size fits in); fused/bound says
+// how far a shape is from it (below 1 where syrk saves more than the passes cost).
 //
 // CPU capabilities: the fused path's own loops are compiled for several instruction sets
 // (vicreg/cpu.h); --cpu-capability all measures the fused path under each one this CPU runs,
