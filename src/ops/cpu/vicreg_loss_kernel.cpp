@@ -2,8 +2,8 @@
 // the composite kernels for CPU tensors). What they do that the composite does not: the
 // elementwise work in few passes over the data instead of several ATen ops and their
 // temporaries (at n << d that work, not the GEMMs, bounds the fused path on a CPU),
-// accumulation in double, and a fixed summation order, so the saved tensors and the gradient
-// do not depend on the number of threads (the terms end in ATen's sums, which do); and the
+// accumulation in double, and a fixed summation order, so what the passes compute does not
+// depend on the number of threads (BLAS's products and ATen's sums may); and the
 // symmetric k x k matrix from BLAS's syrk, half of a GEMM's work. The passes are the loops of
 // ops/cpu/loops.h, in the copy for the CPU's capability; the statistics, the product with Zc
 // (BLAS) and the weights come from the math core (ops/core.h), as in the composite kernels.
