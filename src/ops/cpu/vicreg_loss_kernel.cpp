@@ -36,7 +36,6 @@ __attribute__((weak)) void dsyrk_(const char* uplo, const char* trans, const int
                                   const double* alpha, const double* a, const int* lda,
                                   const double* beta, double* c, const int* ldc);
 }
-#define VICREG_SYRK_DECLARED 1
 #endif
 
 namespace vicreg::ops {
@@ -44,9 +43,24 @@ namespace {
 
 using Tensor = at::Tensor;
 
-#ifdef VICREG_SYRK_DECLARED
+// Whether LibTorch's BLAS has syrk for T (its weak symbol resolved); C = A^T A ('T') or A A^T
+// ('N'), upper triangle, column-major.
+template <typename T>
+bool have_syrk() {
+#if defined(__GNUC__)
+  if constexpr (std::is_same_v<T, float>) {
+    return ssyrk_ != nullptr;
+  } else {
+    return dsyrk_ != nullptr;
+  }
+#else
+  return false;
+#endif
+}
+
 template <typename T>
 void syrk(char trans, int n, int k, const T* a, int lda, T* c) {
+#if defined(__GNUC__)
   const char uplo = 'U';
   const T one = 1, zero = 0;
   if constexpr (std::is_same_v<T, float>) {
@@ -54,8 +68,33 @@ void syrk(char trans, int n, int k, const T* a, int lda, T* c) {
   } else {
     dsyrk_(&uplo, &trans, &n, &k, &one, a, &lda, &zero, c, &n);
   }
-}
 #endif
+}
+
+// Copies the lower triangle of the row-major k x k matrix c onto its upper one, in square tiles:
+// a row of the upper triangle is a column of the lower one, and a whole column read with
+// stride k leaves the cache before its neighbour is read (src/apps/README.md, bench). Tasks
+// take tile rows in pairs from both ends, so that each holds as many tiles as another.
+template <typename T>
+void mirror_lower(T* c, int64_t k) {
+  constexpr int64_t kTile = 64;
+  const int64_t tiles = (k + kTile - 1) / kTile;
+  const auto tile_row = [&](int64_t t) {
+    const int64_t i0 = t * kTile, i1 = std::min(i0 + kTile, k);
+    for (int64_t j0 = i0; j0 < k; j0 += kTile) {
+      const int64_t j1 = std::min(j0 + kTile, k);
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = std::max(j0, i + 1); j < j1; ++j) c[i * k + j] = c[j * k + i];
+      }
+    }
+  };
+  at::parallel_for(0, (tiles + 1) / 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      tile_row(p);
+      if (tiles - 1 - p != p) tile_row(tiles - 1 - p);
+    }
+  });
+}
 
 // The k x k matrix of each position of Zc [B, n, d] that the Gram-or-direct rule picks, G = Zc
 // Zc^T or M = Zc^T Zc, from BLAS's syrk: it is symmetric, so syrk computes one triangle, about
@@ -66,15 +105,11 @@ Tensor symmetric_matrix(const Tensor& zc) {
   const bool gram = use_gram(n, d);
   const int64_t k = gram ? n : d;
   constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
-#ifdef VICREG_SYRK_DECLARED
-  const bool blas = zc.scalar_type() == at::kFloat ? ssyrk_ != nullptr : dsyrk_ != nullptr;
-#else
-  const bool blas = false;
-#endif
-  if (!blas || n > kMaxInt || d > kMaxInt || n < 1 || d < 1) return {};
-  auto mat = at::empty({B, k, k}, zc.options());
-#ifdef VICREG_SYRK_DECLARED
+  if (n > kMaxInt || d > kMaxInt || n < 1 || d < 1) return {};
+  Tensor mat;
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "vicreg_symmetric_matrix", [&] {
+    if (!have_syrk<scalar_t>()) return;
+    mat = at::empty({B, k, k}, zc.options());
     for (int64_t b = 0; b < B; ++b) {
       // Row-major Zc [n, d] is BLAS's column-major A [d, n] (lda = d): G = A^T A ('T'),
       // M = A A^T ('N'). syrk fills the upper triangle of its column-major C, which is the
@@ -82,14 +117,9 @@ Tensor symmetric_matrix(const Tensor& zc) {
       scalar_t* c = mat.data_ptr<scalar_t>() + b * k * k;
       syrk<scalar_t>(gram ? 'T' : 'N', static_cast<int>(k), static_cast<int>(gram ? d : n),
                      zc.data_ptr<scalar_t>() + b * n * d, static_cast<int>(d), c);
-      at::parallel_for(0, k, std::max<int64_t>(1, 65536 / k), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          for (int64_t j = i + 1; j < k; ++j) c[i * k + j] = c[j * k + i];
-        }
-      });
+      mirror_lower(c, k);
     }
   });
-#endif
   return mat;
 }
 
