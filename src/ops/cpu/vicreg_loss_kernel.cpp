@@ -68,13 +68,15 @@ void syrk(char trans, int n, int k, const T* a, int lda, T* c) {
   } else {
     dsyrk_(&uplo, &trans, &n, &k, &one, a, &lda, &zero, c, &n);
   }
+#else
+  TORCH_INTERNAL_ASSERT(false, "syrk called without have_syrk()");
 #endif
 }
 
 // Copies the lower triangle of the row-major k x k matrix c onto its upper one, in square tiles:
 // a row of the upper triangle is a column of the lower one, and a whole column read with
 // stride k leaves the cache before its neighbour is read (src/apps/README.md, bench). Tasks
-// take tile rows in pairs from both ends, so that each holds as many tiles as another.
+// take tile rows in pairs from both ends, so that they hold about as many tiles each.
 template <typename T>
 void mirror_lower(T* c, int64_t k) {
   constexpr int64_t kTile = 64;
