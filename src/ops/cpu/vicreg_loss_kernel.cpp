@@ -98,6 +98,15 @@ void mirror_lower(T* c, int64_t k) {
   });
 }
 
+// Up to which k the 2P matrices are computed in parallel, one syrk per task, when there are at
+// least as many matrices as intra-op threads. Debian 12's OpenBLAS (0.3.21) runs syrk on one
+// thread below k = 200 (float) and 100 (double), where two sequential calls used one core of
+// two; BLASes that thread every syrk (OpenBLAS 0.3.29) gave the same time either way at these
+// sizes, and MKL or an OpenMP OpenBLAS run one thread inside a parallel region
+// (src/ops/README.md, "The k x k matrix", has the measurements).
+template <typename T>
+constexpr int64_t kMaxParallelSyrkK = std::is_same_v<T, float> ? 128 : 96;
+
 // The k x k matrix of each position of Zc [B, n, d] that the Gram-or-direct rule picks, G = Zc
 // Zc^T or M = Zc^T Zc, from BLAS's syrk: it is symmetric, so syrk computes one triangle, about
 // half of a GEMM's work (src/apps/README.md, bench), and the other is copied. Undefined where
@@ -112,7 +121,7 @@ Tensor symmetric_matrix(const Tensor& zc) {
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "vicreg_symmetric_matrix", [&] {
     if (!have_syrk<scalar_t>()) return;
     mat = at::empty({B, k, k}, zc.options());
-    for (int64_t b = 0; b < B; ++b) {
+    const auto one = [&](int64_t b) {
       // Row-major Zc [n, d] is BLAS's column-major A [d, n] (lda = d): G = A^T A ('T'),
       // M = A A^T ('N'). syrk fills the upper triangle of its column-major C, which is the
       // lower one (j <= i) of the row-major matrix.
@@ -120,6 +129,13 @@ Tensor symmetric_matrix(const Tensor& zc) {
       syrk<scalar_t>(gram ? 'T' : 'N', static_cast<int>(k), static_cast<int>(gram ? d : n),
                      zc.data_ptr<scalar_t>() + b * n * d, static_cast<int>(d), c);
       mirror_lower(c, k);
+    };
+    if (k <= kMaxParallelSyrkK<scalar_t> && B >= at::get_num_threads()) {
+      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) one(b);
+      });
+    } else {
+      for (int64_t b = 0; b < B; ++b) one(b);
     }
   });
   return mat;
