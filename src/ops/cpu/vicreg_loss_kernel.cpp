@@ -100,9 +100,10 @@ void mirror_lower(T* c, int64_t k) {
 
 // Up to which k the 2P matrices are computed in parallel, one syrk per task, when there are at
 // least as many matrices as intra-op threads. Debian 12's OpenBLAS (0.3.21) runs syrk on one
-// thread below k = 200 (float) and 100 (double), where two sequential calls used one core of
-// two; BLASes that thread every syrk (OpenBLAS 0.3.29) gave the same time either way at these
-// sizes, and MKL or an OpenMP OpenBLAS run one thread inside a parallel region
+// thread below k = 200 (float) and 100 (double), where sequential calls leave the other cores
+// idle. A BLAS that threads every syrk (OpenBLAS 0.3.29) took the same time either way at these
+// sizes; MKL and an OpenMP OpenBLAS run one thread inside a parallel region, so with fewer
+// matrices than threads the calls stay sequential and such a BLAS keeps every core
 // (src/ops/README.md, "The k x k matrix", has the measurements).
 template <typename T>
 constexpr int64_t kMaxParallelSyrkK = std::is_same_v<T, float> ? 128 : 96;
