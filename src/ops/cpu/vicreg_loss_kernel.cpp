@@ -99,14 +99,15 @@ void mirror_lower(T* c, int64_t k) {
 }
 
 // Up to which k the 2P matrices are computed in parallel, one syrk per task, when there are at
-// least as many matrices as intra-op threads. Debian 12's OpenBLAS (0.3.21) runs syrk on one
-// thread below k = 200 (float) and 100 (double), where sequential calls leave the other cores
-// idle. A BLAS that threads every syrk (OpenBLAS 0.3.29) took the same time either way at these
-// sizes; MKL and an OpenMP OpenBLAS run one thread inside a parallel region, so with fewer
-// matrices than threads the calls stay sequential and such a BLAS keeps every core
-// (src/ops/README.md, "The k x k matrix", has the measurements).
+// least as many matrices as intra-op threads: the sizes at which Debian 12's OpenBLAS (0.3.21)
+// runs syrk on one thread, so that sequential calls leave the other cores idle (a smaller bound
+// left a step in time between two neighbouring row counts). A BLAS that threads every syrk pays
+// for the parallel calls there instead (OpenBLAS 0.3.29, at large d); MKL and an OpenMP
+// OpenBLAS run one thread inside a parallel region, so with fewer matrices than threads the
+// calls stay sequential and such a BLAS keeps every core (src/ops/README.md, "The k x k
+// matrix", has the measurements).
 template <typename T>
-constexpr int64_t kMaxParallelSyrkK = std::is_same_v<T, float> ? 128 : 96;
+constexpr int64_t kMaxParallelSyrkK = std::is_same_v<T, float> ? 199 : 99;
 
 // The k x k matrix of each position of Zc [B, n, d] that the Gram-or-direct rule picks, G = Zc
 // Zc^T or M = Zc^T Zc, from BLAS's syrk: it is symmetric, so syrk computes one triangle, about
