@@ -231,8 +231,8 @@ FusedOutputs fused_cpu(const Tensor& z_a, const Tensor& z_b, const Settings& s) 
 }
 
 // grad = 4 w_offdiag product + Zc * coef +- w_inv (Za - Zb), Za - Zb = Zc_a - Zc_b + mean_diff,
-// in one pass over the saved tensors: the backward's GEMM was taken in the forward
-// (core.h, kProduct), so what is left reads three [2P, n, d] tensors and writes one.
+// in one pass over the saved tensors: the backward's GEMM was taken in the forward (core.h,
+// kProduct), so what is left reads two [2P, n, d] tensors (Zc, the product) and writes one.
 Tensor fused_backward_cpu(const OptionalTensor& g_loss, const OptionalTensor& g_inv,
                           const OptionalTensor& g_var, const OptionalTensor& g_cov,
                           at::TensorList saved, const Settings& s) {
