@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <random>
 
 #include "helpers.h"
 #include "op_count.h"
+#include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
 namespace vicreg::testing {
@@ -323,6 +325,88 @@ TEST(CpuKernels, EveryCapabilityGivesTheSameBits) {
     EXPECT_THROW_WITH(set_cpu_capability("avx512"), "cannot run the 'avx512' kernels");
   }
   set_cpu_capability(chosen);
+}
+
+// The centering loops of the capability in use (CTest runs this under each) against the
+// contract written out plainly: each column adds its rows one at a time, in row order, in
+// double; a centered value is (x - shift) - rest rounded once to T, and its square is added in
+// double. Bit for bit, for every row count up to 9 (the loops take several rows per step and
+// the rest one at a time), ragged widths, padded and stride-0 rows, float and double.
+template <typename T>
+void expect_centering_loops_match_row_by_row(const ops::cpu::RowLoops<T>& loops) {
+  std::mt19937 gen(81);
+  std::uniform_real_distribution<double> value(-3.0, 5.0);
+  for (int64_t n = 1; n <= 9; ++n) {
+    for (int64_t w : {1, 7, 33}) {
+      for (int64_t pad : {int64_t{0}, int64_t{3}, -w}) {  // -w: stride 0, every row the same
+        SCOPED_TRACE(c10::str(sizeof(T) == 4 ? "float" : "double", " n ", n, " w ", w, " pad ",
+                              pad));
+        const int64_t stride = w + pad;
+        std::vector<T> a(static_cast<size_t>(std::max<int64_t>(stride, 0) * (n - 1) + w));
+        std::vector<T> b(a.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+          a[i] = static_cast<T>(100.0 + value(gen));
+          b[i] = static_cast<T>(100.0 + value(gen));
+        }
+        std::vector<double> shift_a(w), shift_b(w), rest_a(w), rest_b(w);
+        for (int64_t j = 0; j < w; ++j) {
+          shift_a[j] = a[j];
+          shift_b[j] = b[j];
+          rest_a[j] = value(gen) * 1e-3;
+          rest_b[j] = value(gen) * 1e-3;
+        }
+        // Pass 1 from nonzero starting sums, which the loops must add to.
+        std::vector<double> sum_a(w, 0.25), sum_b(w, -0.5), sq_d(w, 1.0);
+        std::vector<double> ref_a = sum_a, ref_b = sum_b, ref_d = sq_d;
+        loops.accumulate(a.data(), b.data(), stride, stride, n, shift_a.data(), shift_b.data(),
+                         sum_a.data(), sum_b.data(), sq_d.data(), w);
+        for (int64_t j = 0; j < w; ++j) {
+          for (int64_t i = 0; i < n; ++i) {
+            const double x = a[i * stride + j], y = b[i * stride + j];
+            ref_a[j] = ref_a[j] + (x - shift_a[j]);
+            ref_b[j] = ref_b[j] + (y - shift_b[j]);
+            const double diff = x - y;
+            const double square = diff * diff;
+            ref_d[j] = ref_d[j] + square;
+          }
+        }
+        EXPECT_EQ(sum_a, ref_a);
+        EXPECT_EQ(sum_b, ref_b);
+        EXPECT_EQ(sq_d, ref_d);
+        // Pass 2, into rows of stride w + 2 (the output's row stride differs from the input's).
+        const int64_t so = w + 2;
+        std::vector<T> oa(static_cast<size_t>(so * n), T(-7)), ob(oa.size(), T(-7));
+        std::vector<T> ref_oa = oa, ref_ob = ob;
+        std::vector<double> sq_a(w, 0.0), sq_b(w, 0.0), ref_sq_a(w, 0.0), ref_sq_b(w, 0.0);
+        loops.center(a.data(), b.data(), stride, stride, n, shift_a.data(), shift_b.data(),
+                     rest_a.data(), rest_b.data(), oa.data(), ob.data(), so, sq_a.data(),
+                     sq_b.data(), w);
+        for (int64_t j = 0; j < w; ++j) {
+          for (int64_t i = 0; i < n; ++i) {
+            const double xa = a[i * stride + j], xb = b[i * stride + j];
+            const T ca = static_cast<T>((xa - shift_a[j]) - rest_a[j]);
+            const T cb = static_cast<T>((xb - shift_b[j]) - rest_b[j]);
+            ref_oa[i * so + j] = ca;
+            ref_ob[i * so + j] = cb;
+            const double square_a = static_cast<double>(ca) * static_cast<double>(ca);
+            const double square_b = static_cast<double>(cb) * static_cast<double>(cb);
+            ref_sq_a[j] = ref_sq_a[j] + square_a;
+            ref_sq_b[j] = ref_sq_b[j] + square_b;
+          }
+        }
+        EXPECT_EQ(oa, ref_oa);  // (and the padding between rows untouched)
+        EXPECT_EQ(ob, ref_ob);
+        EXPECT_EQ(sq_a, ref_sq_a);
+        EXPECT_EQ(sq_b, ref_sq_b);
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, CenteringLoopsSumEachColumnRowByRow) {
+  std::printf("CPU capability: %s\n", cpu_capability().c_str());
+  expect_centering_loops_match_row_by_row(ops::cpu::loops().f32);
+  expect_centering_loops_match_row_by_row(ops::cpu::loops().f64);
 }
 
 // The CPU kernel's loops run on LibTorch's intra-op threads (at::parallel_for, OpenMP) over
