@@ -13,6 +13,12 @@
 namespace vicreg::ops::cpu::VICREG_CAPABILITY_NAMESPACE {
 namespace {
 
+// A value's square in double (exact for a float).
+template <typename T>
+inline double square(T v) {
+  return static_cast<double>(v) * v;
+}
+
 // One row each: the pointers are restrict parameters, which GCC reads as no-alias (restrict
 // locals it may not), so that the loops vectorize without runtime alias checks.
 template <typename T>
@@ -24,7 +30,7 @@ inline void accumulate_row(const T* __restrict ra, const T* __restrict rb,
     const double x = ra[j], y = rb[j];
     sum_a[j] += x - shift_a[j];
     sum_b[j] += y - shift_b[j];
-    sq_d[j] += (x - y) * (x - y);
+    sq_d[j] += square(x - y);
   }
 }
 
@@ -34,11 +40,6 @@ inline void accumulate_row(const T* __restrict ra, const T* __restrict rb,
 template <typename T>
 inline T centered(T x, double shift, double rest) {
   return static_cast<T>((x - shift) - rest);
-}
-
-template <typename T>
-inline double square(T v) {
-  return static_cast<double>(v) * v;
 }
 
 template <typename T>
@@ -96,10 +97,10 @@ inline void accumulate_4rows(const T* __restrict a0, const T* __restrict a1,
     acc_b += y1 - shift_bj;
     acc_b += y2 - shift_bj;
     acc_b += y3 - shift_bj;
-    acc_d += (x0 - y0) * (x0 - y0);
-    acc_d += (x1 - y1) * (x1 - y1);
-    acc_d += (x2 - y2) * (x2 - y2);
-    acc_d += (x3 - y3) * (x3 - y3);
+    acc_d += square(x0 - y0);
+    acc_d += square(x1 - y1);
+    acc_d += square(x2 - y2);
+    acc_d += square(x3 - y3);
     sum_a[j] = acc_a;
     sum_b[j] = acc_b;
     sq_d[j] = acc_d;
